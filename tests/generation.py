@@ -1,0 +1,103 @@
+"""Generating projects from the template, for the tests.
+
+Every option combination, a covering subset for the slower checks, and the
+commands that run a generated project's own tools.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.main import cookiecutter
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+OPTIONS = {
+    key: value
+    for key, value in json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text()).items()
+    if isinstance(value, list) and not key.startswith("_")
+}
+DEFAULTS = {key: values[0] for key, values in OPTIONS.items()}
+ALL_COMBINATIONS = [
+    dict(zip(OPTIONS, values, strict=True)) for values in itertools.product(*OPTIONS.values())
+]
+# Every value of every option at least once, and every database x channel_layer pair.
+COVERING_COMBINATIONS = [
+    DEFAULTS,
+    {
+        "database": "sqlite",
+        "channel_layer": "redis_pubsub",
+        "use_docker": "n",
+        "ci_tool": "gitlab",
+        "open_source_license": "BSD-3-Clause",
+    },
+    {
+        "database": "postgresql",
+        "channel_layer": "redis_pubsub",
+        "use_docker": "n",
+        "ci_tool": "none",
+        "open_source_license": "Apache-2.0",
+    },
+    {
+        "database": "sqlite",
+        "channel_layer": "redis",
+        "use_docker": "y",
+        "ci_tool": "none",
+        "open_source_license": "not open source",
+    },
+]
+UNRENDERED = re.compile(r"{{-?\s*cookiecutter[.|]|{%-?\s*(raw|endraw)\s*-?%}|_cookiecutter")
+
+
+def combo_id(combo: dict[str, str]) -> str:
+    return "-".join(combo[key].replace(" ", "_") for key in OPTIONS)
+
+
+def generate(output_dir: Path, **answers: Any) -> Path:
+    """Generate a project with the given answers (defaults for the rest); return its root."""
+    path = cookiecutter(
+        str(TEMPLATE_DIR), no_input=True, output_dir=str(output_dir), extra_context=answers
+    )
+    return Path(path)
+
+
+def text_files(root: Path):
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and ".venv" not in path.parts:
+            try:
+                yield path, path.read_text()
+            except UnicodeDecodeError:
+                continue
+
+
+def tool(name: str) -> str:
+    """A command-line tool installed in the template's own environment."""
+    return str(Path(sys.executable).parent / name)
+
+
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing output; the caller asserts on the result."""
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env={**project_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def project_env() -> dict[str, str]:
+    """The environment a generated project's commands run in: ours, minus anything
+    that would point it at another project's virtualenv or services."""
+    drop = ("VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE", "PYTHONPATH", "TEST_RUN_ID")
+    return {key: value for key, value in os.environ.items() if key not in drop}

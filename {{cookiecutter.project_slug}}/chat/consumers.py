@@ -1,0 +1,107 @@
+"""WebSocket consumers: parse a frame, call a service or selector, send a frame.
+
+``ChatConsumer`` is the Channels tutorial's ``AsyncWebsocketConsumer`` grown up:
+validated room names, stored history, typed error frames. The logic it calls lives
+in ``services.py`` (writes) and ``selectors.py`` (reads); the frames it speaks are
+described in ``protocol.py``.
+https://channels.readthedocs.io/en/stable/topics/consumers.html
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from chat import selectors, services
+from chat.models import Room
+from chat.protocol import (
+    ClientError,
+    PostMessage,
+    RequestHistory,
+    encode,
+    error_frame,
+    history_frame,
+    parse_client_frame,
+)
+from chat.rooms import InvalidRoomName, validate_room_name
+
+# Close codes (4000-4999 are free for applications); see docs/consumers.md.
+CLOSE_INVALID_ROOM = 4400
+CLOSE_LOGIN_REQUIRED = 4401
+CLOSE_NOT_FOUND = 4404
+
+# The largest text frame the consumer will parse, in bytes.
+FRAME_MAX_BYTES = 16 * 1024
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    room: Room | None = None
+
+    async def connect(self) -> None:
+        try:
+            room_name = validate_room_name(self.scope["url_route"]["kwargs"]["room_name"])
+        except InvalidRoomName:
+            # Closing before accept() refuses the handshake: the client sees HTTP 403.
+            await self.close(code=CLOSE_INVALID_ROOM)
+            return
+        if settings.CHAT_REQUIRE_LOGIN and not self.scope["user"].is_authenticated:
+            await self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+        self.room = await database_sync_to_async(services.room_get_or_create)(name=room_name)
+        await self.channel_layer.group_add(self.room.group_name, self.channel_name)
+        await self.accept()
+        recent = await database_sync_to_async(selectors.message_list_recent)(
+            room=self.room, limit=settings.CHAT_HISTORY_LENGTH
+        )
+        await self.send(text_data=encode(history_frame(recent, self.room.name)))
+
+    async def disconnect(self, code: int) -> None:
+        if self.room is not None:
+            await self.channel_layer.group_discard(self.room.group_name, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            action = parse_client_frame(
+                text_data,
+                bytes_data,
+                max_length=settings.CHAT_MESSAGE_MAX_LENGTH,
+                max_frame_bytes=FRAME_MAX_BYTES,
+            )
+        except ClientError as error:
+            await self.send(text_data=encode(error_frame(error)))
+            return
+        assert self.room is not None  # receive() only runs after a successful connect()
+        if isinstance(action, PostMessage):
+            await self.post_message(action)
+        elif isinstance(action, RequestHistory):
+            await self.send_history(action)
+
+    async def post_message(self, action: PostMessage) -> None:
+        assert self.room is not None
+        message = await database_sync_to_async(services.message_create)(
+            room=self.room, author=self.scope["user"], text=action.text
+        )
+        await self.channel_layer.group_send(
+            self.room.group_name, services.message_event(message=message, room=self.room)
+        )
+
+    async def send_history(self, action: RequestHistory) -> None:
+        assert self.room is not None
+        messages = await database_sync_to_async(selectors.message_list_after)(
+            room=self.room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH
+        )
+        await self.send(text_data=encode(history_frame(messages, self.room.name)))
+
+    # Channel-layer events: "chat.message" is handled by chat_message.
+    async def chat_message(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["frame"])
+
+
+class RefuseConsumer(AsyncWebsocketConsumer):
+    """The last WebSocket route: any path no app claims is refused at the handshake."""
+
+    async def connect(self) -> None:
+        await self.close(code=CLOSE_NOT_FOUND)

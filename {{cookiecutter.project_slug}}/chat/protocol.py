@@ -1,0 +1,119 @@
+"""The chat's wire protocol: what clients may send, and every frame the server sends.
+
+Client to server (text frames, JSON objects):
+    {"message": "hi"}                       post a message (the Channels tutorial's form)
+    {"action": "history", "after": 41}      ask for messages after id 41 (on reconnect)
+
+Server to client:
+    {"type": "message", "id": 42, "room": "lobby", "username": "ann",
+     "message": "hi", "created": "2026-01-01T12:00:00+00:00"}
+    {"type": "history", "room": "lobby", "messages": [<message frames>]}
+    {"type": "error", "code": "invalid_json", "message": "..."}
+
+The client-facing ``type`` is separate from the channel-layer event ``type``
+(``chat.message``), which never leaves the server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from chat.models import Message
+
+
+class ClientError(Exception):
+    """A client sent something the server will not act on; told to it as an error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PostMessage:
+    text: str
+
+
+@dataclass(frozen=True)
+class RequestHistory:
+    after: int
+
+
+ClientAction = PostMessage | RequestHistory
+
+
+def parse_client_frame(
+    text_data: str | None,
+    bytes_data: bytes | None,
+    *,
+    max_length: int,
+    max_frame_bytes: int,
+) -> ClientAction:
+    """Turn one WebSocket frame into an action, or raise ClientError saying why not."""
+    if bytes_data is not None and text_data is None:
+        raise ClientError("binary_frame", "Send JSON text frames, not binary frames.")
+    if not text_data:
+        raise ClientError("empty_frame", "The frame was empty; send a JSON object.")
+    if len(text_data) > max_frame_bytes or len(text_data.encode("utf-8")) > max_frame_bytes:
+        raise ClientError("frame_too_large", f"Frames are limited to {max_frame_bytes} bytes.")
+    try:
+        data = json.loads(text_data)
+    except ValueError:
+        raise ClientError("invalid_json", "The frame is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ClientError("not_an_object", 'Send a JSON object, e.g. {"message": "hi"}.')
+    action = data.get("action", "message")
+    if action == "message":
+        return PostMessage(text=_message_text(data, max_length=max_length))
+    if action == "history":
+        after = data.get("after", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ClientError("invalid_after", "'after' must be a message id (an integer >= 0).")
+        return RequestHistory(after=after)
+    raise ClientError("unknown_action", "Unknown action; use 'message' or 'history'.")
+
+
+def _message_text(data: dict[str, Any], *, max_length: int) -> str:
+    if "message" not in data:
+        raise ClientError("missing_message", "The object has no 'message' key.")
+    text = data["message"]
+    if not isinstance(text, str):
+        raise ClientError("message_not_string", "'message' must be a string.")
+    text = text.strip()
+    if not text:
+        raise ClientError("message_empty", "The message is empty.")
+    if len(text) > max_length:
+        raise ClientError("message_too_long", f"Messages are limited to {max_length} characters.")
+    return text
+
+
+def message_frame(message: Message, room_name: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": message.pk,
+        "room": room_name,
+        "username": message.author_name,
+        "message": message.text,
+        "created": message.created.isoformat(),
+    }
+
+
+def history_frame(messages: Iterable[Message], room_name: str) -> dict[str, Any]:
+    return {
+        "type": "history",
+        "room": room_name,
+        "messages": [message_frame(message, room_name) for message in messages],
+    }
+
+
+def error_frame(error: ClientError) -> dict[str, Any]:
+    return {"type": "error", "code": error.code, "message": error.message}
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Frames are encoded once, then sent as-is to every member of a group."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))

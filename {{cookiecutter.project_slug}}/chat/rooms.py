@@ -1,0 +1,36 @@
+"""Room names and the channel-layer group names made from them.
+
+Every group name in the project comes from a function here. Channel layers accept
+only ASCII letters, digits, hyphens, underscores and periods, under 100 characters,
+so a room name is validated before it becomes part of one; raw URL text never is.
+"""
+
+from __future__ import annotations
+
+import re
+
+ROOM_NAME_MAX_LENGTH = 64
+ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,%d}$" % ROOM_NAME_MAX_LENGTH)  # noqa: UP031 - "{" would need escaping
+
+
+class InvalidRoomName(ValueError):
+    """The text cannot name a room."""
+
+
+def validate_room_name(name: str) -> str:
+    """Return the name unchanged if it may name a room, else raise InvalidRoomName."""
+    if not isinstance(name, str) or not ROOM_NAME_RE.fullmatch(name):
+        raise InvalidRoomName(
+            f"Room names are 1-{ROOM_NAME_MAX_LENGTH} ASCII letters, digits, '-' or '_'."
+        )
+    return name
+
+
+def room_group_name(room_name: str) -> str:
+    """The channel-layer group of everyone in a room."""
+    return f"chat.room.{validate_room_name(room_name)}"
+
+
+def user_group_name(user_id: int) -> str:
+    """The channel-layer group of every socket one signed-in user has open."""
+    return f"chat.user.{int(user_id)}"

@@ -1,0 +1,27 @@
+"""Reads: the queries the consumers, views and worker share. Synchronous; async
+callers wrap them in ``database_sync_to_async``.
+"""
+
+from __future__ import annotations
+
+from chat.models import Message, Room
+
+
+def room_get(*, name: str) -> Room | None:
+    return Room.objects.filter(name=name).first()
+
+
+def room_list_recent(*, limit: int = 20) -> list[Room]:
+    return list(Room.objects.order_by("-created")[:limit])
+
+
+def message_list_recent(*, room: Room, limit: int) -> list[Message]:
+    """The room's last ``limit`` visible messages, oldest first."""
+    newest = list(room.messages.filter(hidden=False).order_by("-id")[:limit])
+    newest.reverse()
+    return newest
+
+
+def message_list_after(*, room: Room, after_id: int, limit: int) -> list[Message]:
+    """Visible messages with an id above ``after_id``, oldest first, at most ``limit``."""
+    return list(room.messages.filter(hidden=False, id__gt=after_id).order_by("id")[:limit])

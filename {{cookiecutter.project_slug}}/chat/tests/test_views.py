@@ -1,0 +1,39 @@
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_root_redirects_to_the_lobby(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("chat:lobby")
+
+
+def test_lobby_has_the_tutorial_ids(client):
+    response = client.get(reverse("chat:lobby"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for element_id in ("room-name-input", "room-name-submit"):
+        assert f'id="{element_id}"' in html
+    assert "chat/js/lobby.js" in html
+
+
+def test_room_has_the_tutorial_ids_and_socket_path(client):
+    response = client.get(reverse("chat:room", args=["lobby"]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for element_id in ("chat-log", "chat-message-input", "chat-message-submit"):
+        assert f'id="{element_id}"' in html
+    assert 'data-ws-path="/ws/chat/lobby/"' in html
+
+
+def test_a_bad_room_name_is_not_found(client):
+    assert client.get("/chat/a.b/").status_code == 404
+
+
+def test_pages_have_no_inline_script(client):
+    for url in (reverse("chat:lobby"), reverse("chat:room", args=["lobby"])):
+        html = client.get(url).content.decode()
+        assert "<script>" not in html
+        assert "onclick" not in html

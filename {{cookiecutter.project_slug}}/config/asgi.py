@@ -1,0 +1,34 @@
+"""The ASGI application: HTTP to Django, WebSockets to the apps' consumers, and
+channel-layer messages to background workers.
+
+Servers load ``config.asgi:application`` (daphne, ``runserver``); workers start
+with ``manage.py runworker <channel>``.
+https://docs.djangoproject.com/en/5.2/howto/deployment/asgi/
+https://channels.readthedocs.io/en/stable/topics/routing.html
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+
+# Set up Django (settings, app registry) before importing anything that imports
+# models: the consumers and routing modules below do.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs Django set up
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from config.routing import channel_routes, websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+        "channel": ChannelNameRouter(channel_routes),
+    }
+)

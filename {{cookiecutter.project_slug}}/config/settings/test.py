@@ -1,0 +1,42 @@
+"""Settings for the test suite: fast password hashing, a fixed key, and names that
+are unique to this run, so parallel runs never share a database or Redis keys.
+
+With no environment the tests run on SQLite and the in-memory layer; with
+``DATABASE_URL`` and ``REDIS_URL`` set they run on PostgreSQL and Redis.
+https://docs.djangoproject.com/en/5.2/topics/testing/overview/
+"""
+
+import os
+import secrets
+
+from config.channel_layers import channel_layers
+from config.env import env_str
+
+from .base import *  # noqa: F403 - the shared settings, changed below by name
+from .base import DATABASES, REDIS_URL
+
+SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105 - tests only
+
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# One id per test run, shared with the subprocesses the run starts (a live server
+# re-imports these settings): it names the test database and the Redis key prefix.
+TEST_RUN_ID = os.environ.setdefault("TEST_RUN_ID", secrets.token_hex(4))
+
+# Set explicitly: ChannelsLiveServerTestCase's server process otherwise derives the
+# test database name from an already-prefixed name on PostgreSQL.
+DATABASES["default"]["TEST"] = {
+    "NAME": (
+        None
+        if DATABASES["default"]["ENGINE"].endswith("sqlite3")
+        else f"test_{DATABASES['default']['NAME']}_{TEST_RUN_ID}"
+    )
+}
+
+CHANNEL_LAYERS = channel_layers(
+    redis_url=REDIS_URL,
+    kind=env_str("CHANNEL_LAYER_KIND", "{{ cookiecutter.channel_layer }}"),
+    prefix=f"test{TEST_RUN_ID}",
+)

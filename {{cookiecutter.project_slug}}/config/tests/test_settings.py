@@ -1,0 +1,50 @@
+"""Production settings refuse to start without their secrets; checked in a fresh
+interpreter so the test's own settings are untouched."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "DJANGO_SECRET_KEY": "x" * 60,
+    "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "DATABASE_URL": "sqlite:///:memory:",
+}
+
+
+def run_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
+    }
+    return subprocess.run(  # noqa: S603 - fixed arguments, our own manage.py
+        [sys.executable, "manage.py", "check", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "REDIS_URL"])
+def test_production_refuses_to_start_without(missing):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    result = run_check(env)
+    assert result.returncode != 0
+    assert f"Set the environment variable {missing}" in result.stderr
+    assert "Traceback" in result.stderr or "ImproperlyConfigured" in result.stderr
+
+
+def test_production_starts_with_its_environment():
+    result = run_check(PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr

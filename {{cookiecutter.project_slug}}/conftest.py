@@ -1,0 +1,39 @@
+"""Fixtures shared by every test module.
+
+Consumer tests run the real ``config.asgi.application`` through Channels'
+communicators, on the channel layer the settings choose (in-memory by default,
+Redis when ``REDIS_URL`` is set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+from channels.layers import channel_layers, get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from config.asgi import application
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+@pytest_asyncio.fixture
+async def channel_layer() -> AsyncIterator[object]:
+    """The configured layer, emptied and closed after the test in the test's own loop."""
+    channel_layers.backends.clear()
+    layer = get_channel_layer()
+    yield layer
+    await layer.flush()
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def make_communicator() -> Callable[..., WebsocketCommunicator]:
+    """Build a communicator on the real ASGI app, with an allowed Origin by default."""
+
+    def make(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
+        return WebsocketCommunicator(application, path, headers=headers or [ORIGIN])
+
+    return make
