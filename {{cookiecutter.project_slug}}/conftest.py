@@ -13,6 +13,8 @@ import pytest
 import pytest_asyncio
 from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
 
 from config.asgi import application
 
@@ -27,6 +29,22 @@ async def channel_layer() -> AsyncIterator[object]:
     yield layer
     await layer.flush()
     channel_layers.backends.clear()
+
+
+def session_cookie(user) -> tuple[bytes, bytes]:
+    """A Cookie header carrying a fresh logged-in session for the user (sync code)."""
+    client = Client()
+    client.force_login(user)
+    value = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={value}".encode())
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str = "ann", password: str = "correct horse battery"):  # noqa: S107 - test fixture
+        return django_user_model.objects.create_user(username=username, password=password)
+
+    return make
 
 
 @pytest.fixture

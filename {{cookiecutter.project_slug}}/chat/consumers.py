@@ -1,9 +1,10 @@
 """WebSocket consumers: parse a frame, call a service or selector, send a frame.
 
 ``ChatConsumer`` is the Channels tutorial's ``AsyncWebsocketConsumer`` grown up:
-validated room names, stored history, typed error frames. The logic it calls lives
-in ``services.py`` (writes) and ``selectors.py`` (reads); the frames it speaks are
-described in ``protocol.py``.
+validated room names, stored history, typed error frames, moderation by the worker,
+and sockets that close when their user logs out. The logic it calls lives in
+``services.py`` (writes) and ``selectors.py`` (reads); the frames and close codes
+it speaks are described in ``protocol.py``.
 https://channels.readthedocs.io/en/stable/topics/consumers.html
 """
 
@@ -18,6 +19,10 @@ from django.conf import settings
 from chat import selectors, services
 from chat.models import Room
 from chat.protocol import (
+    CLOSE_INVALID_ROOM,
+    CLOSE_LOGGED_OUT,
+    CLOSE_LOGIN_REQUIRED,
+    CLOSE_NOT_FOUND,
     ClientError,
     PostMessage,
     RequestHistory,
@@ -26,12 +31,7 @@ from chat.protocol import (
     history_frame,
     parse_client_frame,
 )
-from chat.rooms import InvalidRoomName, validate_room_name
-
-# Close codes (4000-4999 are free for applications); see docs/consumers.md.
-CLOSE_INVALID_ROOM = 4400
-CLOSE_LOGIN_REQUIRED = 4401
-CLOSE_NOT_FOUND = 4404
+from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, user_group_name, validate_room_name
 
 # The largest text frame the consumer will parse, in bytes.
 FRAME_MAX_BYTES = 16 * 1024
@@ -39,6 +39,7 @@ FRAME_MAX_BYTES = 16 * 1024
 
 class ChatConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
+    user_group: str | None = None
 
     async def connect(self) -> None:
         try:
@@ -47,12 +48,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # Closing before accept() refuses the handshake: the client sees HTTP 403.
             await self.close(code=CLOSE_INVALID_ROOM)
             return
-        if settings.CHAT_REQUIRE_LOGIN and not self.scope["user"].is_authenticated:
+        user = self.scope["user"]
+        if settings.CHAT_REQUIRE_LOGIN and not user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
         self.room = await database_sync_to_async(services.room_get_or_create)(name=room_name)
         await self.channel_layer.group_add(self.room.group_name, self.channel_name)
+        if user.is_authenticated:
+            self.user_group = user_group_name(user.pk)
+            await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
+        await self.remember_room(room_name)
         recent = await database_sync_to_async(selectors.message_list_recent)(
             room=self.room, limit=settings.CHAT_HISTORY_LENGTH
         )
@@ -61,6 +67,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.room is not None:
             await self.channel_layer.group_discard(self.room.group_name, self.channel_name)
+        if self.user_group is not None:
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+
+    async def remember_room(self, room_name: str) -> None:
+        """Store the room in the visitor's session. A WebSocket never saves the
+        session by itself, so save it here; the next HTTP request sees the value."""
+        session = self.scope.get("session")
+        if session is None or session.session_key is None:
+            return  # no session cookie: nothing an HTTP request could read back
+        session[SESSION_LAST_ROOM] = room_name
+        await database_sync_to_async(session.save)()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -73,20 +90,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ClientError as error:
             await self.send(text_data=encode(error_frame(error)))
             return
-        assert self.room is not None  # receive() only runs after a successful connect()
         if isinstance(action, PostMessage):
             await self.post_message(action)
         elif isinstance(action, RequestHistory):
             await self.send_history(action)
 
     async def post_message(self, action: PostMessage) -> None:
-        assert self.room is not None
+        assert self.room is not None  # receive() only runs after a successful connect()
         message = await database_sync_to_async(services.message_create)(
             room=self.room, author=self.scope["user"], text=action.text
         )
         await self.channel_layer.group_send(
             self.room.group_name, services.message_event(message=message, room=self.room)
         )
+        if settings.CHAT_MODERATION_ENABLED:
+            await self.channel_layer.send(
+                services.WORKER_CHANNEL, services.moderation_job(message=message)
+            )
 
     async def send_history(self, action: RequestHistory) -> None:
         assert self.room is not None
@@ -95,9 +115,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         await self.send(text_data=encode(history_frame(messages, self.room.name)))
 
-    # Channel-layer events: "chat.message" is handled by chat_message.
+    # Channel-layer events, "<app>.<event>" handled by "<app>_<event>".
     async def chat_message(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["frame"])
+
+    async def chat_moderated(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["frame"])
+
+    async def chat_logout(self, event: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_LOGGED_OUT)
 
 
 class RefuseConsumer(AsyncWebsocketConsumer):

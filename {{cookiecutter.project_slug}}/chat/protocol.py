@@ -8,7 +8,14 @@ Server to client:
     {"type": "message", "id": 42, "room": "lobby", "username": "ann",
      "message": "hi", "created": "2026-01-01T12:00:00+00:00"}
     {"type": "history", "room": "lobby", "messages": [<message frames>]}
+    {"type": "moderated", "id": 42, "room": "lobby"}   message 42 was hidden
     {"type": "error", "code": "invalid_json", "message": "..."}
+
+Close codes (4000-4999 are the application's; before the handshake is accepted a
+close is seen by the client as HTTP 403):
+    4001 logged out elsewhere (HTTP logout closes that user's sockets)
+    4400 invalid room name              4401 login required
+    4403 invalid, expired or reused ticket   4404 no such WebSocket path
 
 The client-facing ``type`` is separate from the channel-layer event ``type``
 (``chat.message``), which never leaves the server.
@@ -22,6 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.models import Message
+
+CLOSE_LOGGED_OUT = 4001
+CLOSE_INVALID_ROOM = 4400
+CLOSE_LOGIN_REQUIRED = 4401
+CLOSE_BAD_TICKET = 4403
+CLOSE_NOT_FOUND = 4404
 
 
 class ClientError(Exception):
@@ -83,6 +96,11 @@ def _message_text(data: dict[str, Any], *, max_length: int) -> str:
     text = data["message"]
     if not isinstance(text, str):
         raise ClientError("message_not_string", "'message' must be a string.")
+    return clean_message_text(text, max_length=max_length)
+
+
+def clean_message_text(text: str, *, max_length: int) -> str:
+    """The text to store, stripped; ClientError if it is empty or too long."""
     text = text.strip()
     if not text:
         raise ClientError("message_empty", "The message is empty.")
@@ -108,6 +126,10 @@ def history_frame(messages: Iterable[Message], room_name: str) -> dict[str, Any]
         "room": room_name,
         "messages": [message_frame(message, room_name) for message in messages],
     }
+
+
+def moderated_frame(message: Message, room_name: str) -> dict[str, Any]:
+    return {"type": "moderated", "id": message.pk, "room": room_name}
 
 
 def error_frame(error: ClientError) -> dict[str, Any]:

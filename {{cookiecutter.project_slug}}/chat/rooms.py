@@ -11,6 +11,8 @@ import re
 
 ROOM_NAME_MAX_LENGTH = 64
 ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,%d}$" % ROOM_NAME_MAX_LENGTH)  # noqa: UP031 - "{" would need escaping
+# The session key that remembers the last room a visitor joined (the lobby offers it).
+SESSION_LAST_ROOM = "chat_last_room"
 
 
 class InvalidRoomName(ValueError):

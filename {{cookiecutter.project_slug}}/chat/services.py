@@ -6,18 +6,27 @@ callers wrap them in ``database_sync_to_async``.
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 
 from chat.models import Message, Room
-from chat.protocol import encode, message_frame
-from chat.rooms import validate_room_name
+from chat.protocol import encode, message_frame, moderated_frame
+from chat.rooms import user_group_name, validate_room_name
+
+logger = logging.getLogger(__name__)
 
 ANONYMOUS_NAME = "anonymous"
+# The worker's channel: ``manage.py runworker chat-worker`` consumes it.
+WORKER_CHANNEL = "chat-worker"
+
+Author = AbstractBaseUser | AnonymousUser | None
 
 
 def room_get_or_create(*, name: str) -> Room:
@@ -25,9 +34,7 @@ def room_get_or_create(*, name: str) -> Room:
     return room
 
 
-def message_create(
-    *, room: Room, author: AbstractBaseUser | AnonymousUser | None, text: str
-) -> Message:
+def message_create(*, room: Room, author: Author, text: str) -> Message:
     signed_in = author is not None and author.is_authenticated
     return Message.objects.create(
         room=room,
@@ -42,14 +49,48 @@ def message_event(*, message: Message, room: Room) -> dict[str, Any]:
     return {"type": "chat.message", "frame": encode(message_frame(message, room.name))}
 
 
-def message_post(
-    *, room_name: str, author: AbstractBaseUser | AnonymousUser | None, text: str
-) -> Message:
-    """Store a message and deliver it to everyone in the room (for sync callers)."""
+def moderation_job(*, message: Message) -> dict[str, Any]:
+    """The worker job that checks a new message (see chat/workers.py)."""
+    return {"type": "chat.moderate", "message_id": message.pk}
+
+
+def message_post(*, room_name: str, author: Author, text: str) -> Message:
+    """Store a message, deliver it to the room, and queue its moderation (sync callers)."""
     room = room_get_or_create(name=room_name)
     message = message_create(room=room, author=author, text=text)
     channel_layer = get_channel_layer()
     async_to_sync(channel_layer.group_send)(
         room.group_name, message_event(message=message, room=room)
     )
+    if settings.CHAT_MODERATION_ENABLED:
+        async_to_sync(channel_layer.send)(WORKER_CHANNEL, moderation_job(message=message))
     return message
+
+
+def blocked_word(text: str) -> str | None:
+    """The first blocked word the text contains as a whole word, if any."""
+    for word in settings.CHAT_BLOCKED_WORDS:
+        if re.search(rf"\b{re.escape(word)}\b", text, flags=re.IGNORECASE):
+            return word
+    return None
+
+
+def message_moderate(*, message_id: int) -> Message | None:
+    """Hide a message that contains a blocked word and tell its room; return it if hidden."""
+    message = Message.objects.select_related("room").filter(pk=message_id).first()
+    if message is None or message.hidden or blocked_word(message.text) is None:
+        return None
+    message.hidden = True
+    message.save(update_fields=["hidden"])
+    room = message.room
+    async_to_sync(get_channel_layer().group_send)(
+        room.group_name,
+        {"type": "chat.moderated", "frame": encode(moderated_frame(message, room.name))},
+    )
+    logger.info("message %s in %s hidden by moderation", message.pk, room.name)
+    return message
+
+
+def user_sockets_close(*, user_id: int) -> None:
+    """Close every WebSocket the user has open, in every process (on HTTP logout)."""
+    async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), {"type": "chat.logout"})

@@ -12,7 +12,7 @@ from config import health
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:lobby", permanent=False)),
     path("chat/", include("chat.urls")),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

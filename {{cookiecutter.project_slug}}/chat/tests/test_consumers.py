@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chat.consumers import CLOSE_INVALID_ROOM, CLOSE_NOT_FOUND
 from chat.models import Message
+from chat.protocol import CLOSE_INVALID_ROOM, CLOSE_NOT_FOUND
 from chat.services import message_post
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

@@ -1,4 +1,5 @@
 import pytest
+from django.test import override_settings
 from django.urls import reverse
 
 pytestmark = pytest.mark.django_db
@@ -37,3 +38,10 @@ def test_pages_have_no_inline_script(client):
         html = client.get(url).content.decode()
         assert "<script>" not in html
         assert "onclick" not in html
+
+
+@override_settings(CHAT_REQUIRE_LOGIN=True)
+def test_login_required_room_page_sends_anonymous_visitors_to_log_in(client):
+    response = client.get(reverse("chat:room", args=["lobby"]))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "accounts",
     "chat",
 ]
 
@@ -85,6 +86,7 @@ CHANNEL_LAYERS = channel_layers(
     redis_url=REDIS_URL,
     kind="{{ cookiecutter.channel_layer }}",
     prefix=env_str("CHANNEL_LAYER_PREFIX", "asgi"),
+    encryption_keys=env_list("CHANNEL_LAYER_ENCRYPTION_KEYS"),
 )
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -118,10 +120,18 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
 }
 
-# The chat app's own settings; see chat/README in docs/ for each one.
+# Seconds a ticket for a non-browser WebSocket client stays valid (single use).
+WEBSOCKET_TICKET_TTL_SECONDS = 30
+
+# The chat app's own settings.
 # Refuse anonymous WebSockets and send anonymous visitors to log in.
 CHAT_REQUIRE_LOGIN = env_bool("CHAT_REQUIRE_LOGIN", default=False)
 # Longest message text, in characters; longer ones get an error frame.
 CHAT_MESSAGE_MAX_LENGTH = 2000
-# Messages a member receives when joining a room.
+# Messages a member receives when joining a room, and at most per resync.
 CHAT_HISTORY_LENGTH = 50
+# Send every new message to the moderation worker (manage.py runworker chat-worker).
+# The worker is another process, so this is on only when a Redis layer is configured.
+CHAT_MODERATION_ENABLED = env_bool("CHAT_MODERATION_ENABLED", default=bool(REDIS_URL))
+# Words that get a message hidden by the worker (whole words, any case).
+CHAT_BLOCKED_WORDS = env_list("CHAT_BLOCKED_WORDS", "spam")

@@ -1,0 +1,29 @@
+"""Account pages: sign-up (log-in and log-out are Django's own views), and the
+ticket endpoint for non-browser WebSocket clients."""
+
+from django.contrib.auth import login
+from django.contrib.auth.forms import UserCreationForm
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.services import ticket_issue
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        return redirect("chat:lobby")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@require_POST
+def ticket(request: HttpRequest) -> JsonResponse:
+    """Issue a WebSocket ticket. POST only, CSRF-protected like every form, and only
+    for a signed-in session."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "Log in first; tickets are for signed-in users."}, status=403)
+    value, ttl = ticket_issue(user=request.user)
+    return JsonResponse({"ticket": value, "expires_in": ttl}, status=201)
