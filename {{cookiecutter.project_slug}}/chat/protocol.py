@@ -16,6 +16,7 @@ close is seen by the client as HTTP 403):
     4001 logged out elsewhere (HTTP logout closes that user's sockets)
     4400 invalid room name              4401 login required
     4403 invalid, expired or reused ticket   4404 no such WebSocket path
+    4503 the channel layer (Redis) is unavailable: reconnect later
 
 The client-facing ``type`` is separate from the channel-layer event ``type``
 (``chat.message``), which never leaves the server.
@@ -35,6 +36,7 @@ CLOSE_INVALID_ROOM = 4400
 CLOSE_LOGIN_REQUIRED = 4401
 CLOSE_BAD_TICKET = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_UNAVAILABLE = 4503
 
 
 class ClientError(Exception):

@@ -7,11 +7,12 @@ https://channels.readthedocs.io/en/stable/topics/routing.html
 
 from django.urls import re_path
 
-from chat import consumers, workers
+from chat import workers
+from chat.consumers.chat import ChatConsumer
 from chat.services import WORKER_CHANNEL
 
 websocket_urlpatterns = [
-    re_path(r"^ws/chat/(?P<room_name>[^/]+)/$", consumers.ChatConsumer.as_asgi()),
+    re_path(r"^ws/chat/(?P<room_name>[^/]+)/$", ChatConsumer.as_asgi()),
 ]
 
 # Worker channels (``manage.py runworker chat-worker``) and their consumers.

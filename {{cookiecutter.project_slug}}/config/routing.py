@@ -9,7 +9,7 @@ https://channels.readthedocs.io/en/stable/topics/routing.html
 from django.urls import re_path
 
 from chat import routing as chat_routing
-from chat.consumers import RefuseConsumer
+from chat.consumers.refuse import RefuseConsumer
 
 websocket_urlpatterns = [
     *chat_routing.websocket_urlpatterns,

@@ -1,4 +1,5 @@
-"""WebSocket consumers: parse a frame, call a service or selector, send a frame.
+"""The chat: an ``AsyncWebsocketConsumer`` that parses a frame, calls a service or
+selector, and sends a frame.
 
 ``ChatConsumer`` is the Channels tutorial's ``AsyncWebsocketConsumer`` grown up:
 validated room names, stored history, typed error frames, moderation by the worker,
@@ -17,12 +18,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import selectors, services
+from chat.consumers.faults import LayerFaultsMixin
 from chat.models import Room
 from chat.protocol import (
     CLOSE_INVALID_ROOM,
     CLOSE_LOGGED_OUT,
     CLOSE_LOGIN_REQUIRED,
-    CLOSE_NOT_FOUND,
     ClientError,
     PostMessage,
     RequestHistory,
@@ -37,7 +38,7 @@ from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, user_group_name, vali
 FRAME_MAX_BYTES = 16 * 1024
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(LayerFaultsMixin, AsyncWebsocketConsumer):
     room: Room | None = None
     user_group: str | None = None
 
@@ -124,10 +125,3 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_logout(self, event: dict[str, Any]) -> None:
         await self.close(code=CLOSE_LOGGED_OUT)
-
-
-class RefuseConsumer(AsyncWebsocketConsumer):
-    """The last WebSocket route: any path no app claims is refused at the handshake."""
-
-    async def connect(self) -> None:
-        await self.close(code=CLOSE_NOT_FOUND)

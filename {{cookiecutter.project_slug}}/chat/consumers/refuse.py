@@ -1,0 +1,11 @@
+"""The last WebSocket route: refuses any path no app claims, at the handshake."""
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chat.protocol import CLOSE_NOT_FOUND
+
+
+class RefuseConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        # Closing before accept(): the client sees HTTP 403, and no traceback is logged.
+        await self.close(code=CLOSE_NOT_FOUND)
