@@ -9,6 +9,7 @@ Server to client:
      "message": "hi", "created": "2026-01-01T12:00:00+00:00"}
     {"type": "history", "room": "lobby", "messages": [<message frames>]}
     {"type": "moderated", "id": 42, "room": "lobby"}   message 42 was hidden
+    {"type": "typing", "room": "lobby", "username": "ann"}   (JSON consumer's rooms)
     {"type": "error", "code": "invalid_json", "message": "..."}
 
 Close codes (4000-4999 are the application's; before the handshake is accepted a
@@ -39,6 +40,10 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 4503
 
 
+# The largest id a client may name: the top of a 64-bit signed integer column.
+MAX_ID = 2**63 - 1
+
+
 class ClientError(Exception):
     """A client sent something the server will not act on; told to it as an error frame."""
 
@@ -61,14 +66,10 @@ class RequestHistory:
 ClientAction = PostMessage | RequestHistory
 
 
-def parse_client_frame(
-    text_data: str | None,
-    bytes_data: bytes | None,
-    *,
-    max_length: int,
-    max_frame_bytes: int,
-) -> ClientAction:
-    """Turn one WebSocket frame into an action, or raise ClientError saying why not."""
+def parse_json_object(
+    text_data: str | None, bytes_data: bytes | None, *, max_frame_bytes: int
+) -> dict[str, Any]:
+    """Decode one WebSocket frame as a JSON object, or raise ClientError saying why not."""
     if bytes_data is not None and text_data is None:
         raise ClientError("binary_frame", "Send JSON text frames, not binary frames.")
     if not text_data:
@@ -77,22 +78,38 @@ def parse_client_frame(
         raise ClientError("frame_too_large", f"Frames are limited to {max_frame_bytes} bytes.")
     try:
         data = json.loads(text_data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ClientError("invalid_json", "The frame is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ClientError("not_an_object", 'Send a JSON object, e.g. {"message": "hi"}.')
+    return data
+
+
+def parse_client_frame(
+    text_data: str | None,
+    bytes_data: bytes | None,
+    *,
+    max_length: int,
+    max_frame_bytes: int,
+) -> ClientAction:
+    """Turn one chat frame into an action, or raise ClientError saying why not."""
+    data = parse_json_object(text_data, bytes_data, max_frame_bytes=max_frame_bytes)
     action = data.get("action", "message")
     if action == "message":
-        return PostMessage(text=_message_text(data, max_length=max_length))
+        return PostMessage(text=message_text(data, max_length=max_length))
     if action == "history":
-        after = data.get("after", 0)
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise ClientError("invalid_after", "'after' must be a message id (an integer >= 0).")
-        return RequestHistory(after=after)
+        return RequestHistory(after=message_id(data.get("after", 0)))
     raise ClientError("unknown_action", "Unknown action; use 'message' or 'history'.")
 
 
-def _message_text(data: dict[str, Any], *, max_length: int) -> str:
+def message_id(value: Any) -> int:
+    """A message id sent by a client: an integer in the database's range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise ClientError("invalid_after", "'after' must be a message id (an integer >= 0).")
+    return value
+
+
+def message_text(data: dict[str, Any], *, max_length: int) -> str:
     if "message" not in data:
         raise ClientError("missing_message", "The object has no 'message' key.")
     text = data["message"]
@@ -128,6 +145,10 @@ def history_frame(messages: Iterable[Message], room_name: str) -> dict[str, Any]
         "room": room_name,
         "messages": [message_frame(message, room_name) for message in messages],
     }
+
+
+def typing_frame(room_name: str, username: str) -> dict[str, Any]:
+    return {"type": "typing", "room": room_name, "username": username}
 
 
 def moderated_frame(message: Message, room_name: str) -> dict[str, Any]:

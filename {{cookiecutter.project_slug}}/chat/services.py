@@ -17,7 +17,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 
 from chat.models import Message, Room
-from chat.protocol import encode, message_frame, moderated_frame
+from chat.protocol import encode, message_frame, moderated_frame, typing_frame
 from chat.rooms import user_group_name, validate_room_name
 
 logger = logging.getLogger(__name__)
@@ -34,19 +34,36 @@ def room_get_or_create(*, name: str) -> Room:
     return room
 
 
+def author_name(author: Author) -> str:
+    """The name shown on a sender's messages."""
+    if author is not None and author.is_authenticated:
+        return author.get_username()
+    return ANONYMOUS_NAME
+
+
 def message_create(*, room: Room, author: Author, text: str) -> Message:
     signed_in = author is not None and author.is_authenticated
     return Message.objects.create(
-        room=room,
-        author=author if signed_in else None,
-        author_name=author.get_username() if signed_in else ANONYMOUS_NAME,
-        text=text,
+        room=room, author=author if signed_in else None, author_name=author_name(author), text=text
     )
 
 
 def message_event(*, message: Message, room: Room) -> dict[str, Any]:
     """The channel-layer event that delivers a stored message to a room's members."""
-    return {"type": "chat.message", "frame": encode(message_frame(message, room.name))}
+    return {
+        "type": "chat.message",
+        "id": message.pk,
+        "frame": encode(message_frame(message, room.name)),
+    }
+
+
+def typing_event(*, room: Room, author: Author, sender_channel: str) -> dict[str, Any]:
+    """A "someone is typing" event; the sender's own channel skips it."""
+    return {
+        "type": "chat.typing",
+        "frame": encode(typing_frame(room.name, author_name(author))),
+        "sender": sender_channel,
+    }
 
 
 def moderation_job(*, message: Message) -> dict[str, Any]:
@@ -54,16 +71,19 @@ def moderation_job(*, message: Message) -> dict[str, Any]:
     return {"type": "chat.moderate", "message_id": message.pk}
 
 
+async def message_publish(*, message: Message, room: Room) -> None:
+    """Deliver a stored message to the room's members and queue its moderation."""
+    channel_layer = get_channel_layer()
+    await channel_layer.group_send(room.group_name, message_event(message=message, room=room))
+    if settings.CHAT_MODERATION_ENABLED:
+        await channel_layer.send(WORKER_CHANNEL, moderation_job(message=message))
+
+
 def message_post(*, room_name: str, author: Author, text: str) -> Message:
-    """Store a message, deliver it to the room, and queue its moderation (sync callers)."""
+    """Store a message and publish it (for sync callers: views, commands)."""
     room = room_get_or_create(name=room_name)
     message = message_create(room=room, author=author, text=text)
-    channel_layer = get_channel_layer()
-    async_to_sync(channel_layer.group_send)(
-        room.group_name, message_event(message=message, room=room)
-    )
-    if settings.CHAT_MODERATION_ENABLED:
-        async_to_sync(channel_layer.send)(WORKER_CHANNEL, moderation_job(message=message))
+    async_to_sync(message_publish)(message=message, room=room)
     return message
 
 

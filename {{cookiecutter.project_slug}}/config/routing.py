@@ -1,6 +1,9 @@
-"""Every app's WebSocket routes and worker channels, gathered in one place.
+"""Every app's WebSocket routes, streaming HTTP routes and worker channels, gathered
+in one place.
 
-Each app exposes ``routing.websocket_urlpatterns``; add yours to the list below.
+Each app exposes ``routing.websocket_urlpatterns`` (and, if it streams over HTTP,
+``routing.http_urlpatterns``); add yours to the lists below. HTTP paths no consumer
+claims go to Django (``config/asgi.py``).
 A final catch-all refuses unknown paths at the handshake (HTTP 403) instead of
 raising inside the router.
 https://channels.readthedocs.io/en/stable/topics/routing.html
@@ -14,6 +17,10 @@ from chat.consumers.refuse import RefuseConsumer
 websocket_urlpatterns = [
     *chat_routing.websocket_urlpatterns,
     re_path(r"", RefuseConsumer.as_asgi()),
+]
+
+http_urlpatterns = [
+    *chat_routing.http_urlpatterns,
 ]
 
 channel_routes = {

@@ -34,9 +34,6 @@ from chat.protocol import (
 )
 from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, user_group_name, validate_room_name
 
-# The largest text frame the consumer will parse, in bytes.
-FRAME_MAX_BYTES = 16 * 1024
-
 
 class ChatConsumer(LayerFaultsMixin, AsyncWebsocketConsumer):
     room: Room | None = None
@@ -86,7 +83,7 @@ class ChatConsumer(LayerFaultsMixin, AsyncWebsocketConsumer):
                 text_data,
                 bytes_data,
                 max_length=settings.CHAT_MESSAGE_MAX_LENGTH,
-                max_frame_bytes=FRAME_MAX_BYTES,
+                max_frame_bytes=settings.CHAT_FRAME_MAX_BYTES,
             )
         except ClientError as error:
             await self.send(text_data=encode(error_frame(error)))
@@ -101,13 +98,7 @@ class ChatConsumer(LayerFaultsMixin, AsyncWebsocketConsumer):
         message = await database_sync_to_async(services.message_create)(
             room=self.room, author=self.scope["user"], text=action.text
         )
-        await self.channel_layer.group_send(
-            self.room.group_name, services.message_event(message=message, room=self.room)
-        )
-        if settings.CHAT_MODERATION_ENABLED:
-            await self.channel_layer.send(
-                services.WORKER_CHANNEL, services.moderation_job(message=message)
-            )
+        await services.message_publish(message=message, room=self.room)
 
     async def send_history(self, action: RequestHistory) -> None:
         assert self.room is not None
@@ -122,6 +113,10 @@ class ChatConsumer(LayerFaultsMixin, AsyncWebsocketConsumer):
 
     async def chat_moderated(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["frame"])
+
+    async def chat_typing(self, event: dict[str, Any]) -> None:
+        if event["sender"] != self.channel_name:
+            await self.send(text_data=event["frame"])
 
     async def chat_logout(self, event: dict[str, Any]) -> None:
         await self.close(code=CLOSE_LOGGED_OUT)

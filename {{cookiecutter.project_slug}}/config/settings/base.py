@@ -128,6 +128,9 @@ WEBSOCKET_TICKET_TTL_SECONDS = 30
 CHAT_REQUIRE_LOGIN = env_bool("CHAT_REQUIRE_LOGIN", default=False)
 # Longest message text, in characters; longer ones get an error frame.
 CHAT_MESSAGE_MAX_LENGTH = 2000
+# Largest WebSocket text frame the consumers parse, in bytes (the server's own frame
+# limit is far higher); larger ones get an error frame and are not decoded.
+CHAT_FRAME_MAX_BYTES = 16 * 1024
 # Messages a member receives when joining a room, and at most per resync.
 CHAT_HISTORY_LENGTH = 50
 # Send every new message to the moderation worker (manage.py runworker chat-worker).

@@ -1,0 +1,154 @@
+"""Many rooms over one socket: an ``AsyncJsonWebsocketConsumer`` with typed actions.
+
+Route: ``/ws/rooms/``. Every client frame is a JSON object with an ``action``:
+
+    {"action": "join", "room": "lobby"}      -> {"type": "joined", "room": "lobby",
+                                                  "messages": [<message frames>]}
+    {"action": "leave", "room": "lobby"}     -> {"type": "left", "room": "lobby"}
+    {"action": "message", "room": "lobby", "message": "hi"}
+                                             -> every member: a message frame
+    {"action": "typing", "room": "lobby"}    -> the other members: a typing frame
+
+Room members on ``/ws/chat/<room>/`` and here share one group per room, so both
+see each other's messages. Errors come back as typed error frames
+(``not_joined``, ``too_many_rooms``, ``invalid_room``, ...) and the socket stays open.
+https://channels.readthedocs.io/en/stable/topics/consumers.html#asyncjsonwebsocketconsumer
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from chat import selectors, services
+from chat.consumers.faults import LayerFaultsMixin
+from chat.models import Room
+from chat.protocol import (
+    CLOSE_LOGGED_OUT,
+    CLOSE_LOGIN_REQUIRED,
+    ClientError,
+    encode,
+    error_frame,
+    message_frame,
+    message_text,
+    parse_json_object,
+)
+from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
+
+# How many rooms one socket may be in at once.
+MAX_ROOMS_PER_SOCKET = 20
+
+
+class RoomsJsonConsumer(LayerFaultsMixin, AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.rooms: dict[str, Room] = {}
+        self.user_group: str | None = None
+        user = self.scope["user"]
+        if settings.CHAT_REQUIRE_LOGIN and not user.is_authenticated:
+            await self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+        if user.is_authenticated:
+            self.user_group = user_group_name(user.pk)
+            await self.channel_layer.group_add(self.user_group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        groups = [room.group_name for room in self.rooms.values()]
+        if self.user_group is not None:
+            groups.append(self.user_group)
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            content = parse_json_object(
+                text_data, bytes_data, max_frame_bytes=settings.CHAT_FRAME_MAX_BYTES
+            )
+            await self.receive_json(content)
+        except ClientError as error:
+            await self.send_json(error_frame(error))
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        action = content.get("action")
+        handlers = {
+            "join": self.join,
+            "leave": self.leave,
+            "message": self.post_message,
+            "typing": self.typing,
+        }
+        if action not in handlers:
+            raise ClientError(
+                "unknown_action", "Unknown action; use join, leave, message or typing."
+            )
+        await handlers[action](self.room_name(content), content)
+
+    @staticmethod
+    def room_name(content: dict[str, Any]) -> str:
+        try:
+            return validate_room_name(content.get("room"))
+        except InvalidRoomName as error:
+            raise ClientError("invalid_room", str(error)) from None
+
+    def joined_room(self, name: str) -> Room:
+        if name not in self.rooms:
+            raise ClientError("not_joined", f"Join {name!r} first.")
+        return self.rooms[name]
+
+    async def join(self, name: str, content: dict[str, Any]) -> None:
+        if name not in self.rooms and len(self.rooms) >= MAX_ROOMS_PER_SOCKET:
+            raise ClientError(
+                "too_many_rooms", f"One socket may join {MAX_ROOMS_PER_SOCKET} rooms."
+            )
+        room = await database_sync_to_async(services.room_get_or_create)(name=name)
+        await self.channel_layer.group_add(room.group_name, self.channel_name)
+        self.rooms[name] = room
+        recent = await database_sync_to_async(selectors.message_list_recent)(
+            room=room, limit=settings.CHAT_HISTORY_LENGTH
+        )
+        await self.send_json(
+            {"type": "joined", "room": name, "messages": [message_frame(m, name) for m in recent]}
+        )
+
+    async def leave(self, name: str, content: dict[str, Any]) -> None:
+        room = self.joined_room(name)
+        await self.channel_layer.group_discard(room.group_name, self.channel_name)
+        del self.rooms[name]
+        await self.send_json({"type": "left", "room": name})
+
+    async def post_message(self, name: str, content: dict[str, Any]) -> None:
+        room = self.joined_room(name)
+        text = message_text(content, max_length=settings.CHAT_MESSAGE_MAX_LENGTH)
+        message = await database_sync_to_async(services.message_create)(
+            room=room, author=self.scope["user"], text=text
+        )
+        await services.message_publish(message=message, room=room)
+
+    async def typing(self, name: str, content: dict[str, Any]) -> None:
+        room = self.joined_room(name)
+        await self.channel_layer.group_send(
+            room.group_name,
+            services.typing_event(
+                room=room, author=self.scope["user"], sender_channel=self.channel_name
+            ),
+        )
+
+    # Channel-layer events: the frames are encoded once by the sender.
+    async def chat_message(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["frame"])
+
+    async def chat_moderated(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["frame"])
+
+    async def chat_typing(self, event: dict[str, Any]) -> None:
+        if event["sender"] != self.channel_name:
+            await self.send(text_data=event["frame"])
+
+    async def chat_logout(self, event: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_LOGGED_OUT)
+
+    @classmethod
+    async def encode_json(cls, content: dict[str, Any]) -> str:
+        return encode(content)

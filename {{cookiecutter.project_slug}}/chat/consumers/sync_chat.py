@@ -1,0 +1,88 @@
+"""The chat as a synchronous ``WebsocketConsumer``: the form of the Channels
+tutorial's part 2, kept as a working alternative at ``/ws/chat-sync/<room>/``.
+
+It speaks the same frames as ``ChatConsumer`` and shares its rooms: members on
+either route see each other's messages. Sync consumers run each handler in a thread
+of their own, so they may call the ORM directly, but each open socket then holds a
+thread while it works: prefer the async consumer for a busy chat, and use this form
+when the consumer mostly calls blocking code.
+https://channels.readthedocs.io/en/stable/tutorial/part_2.html
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.generic.websocket import WebsocketConsumer
+from django.conf import settings
+
+from chat import selectors, services
+from chat.models import Room
+from chat.protocol import (
+    CLOSE_INVALID_ROOM,
+    CLOSE_LOGIN_REQUIRED,
+    ClientError,
+    PostMessage,
+    encode,
+    error_frame,
+    history_frame,
+    parse_client_frame,
+)
+from chat.rooms import InvalidRoomName, validate_room_name
+
+
+class SyncChatConsumer(WebsocketConsumer):
+    room: Room | None = None
+
+    def connect(self) -> None:
+        try:
+            room_name = validate_room_name(self.scope["url_route"]["kwargs"]["room_name"])
+        except InvalidRoomName:
+            self.close(code=CLOSE_INVALID_ROOM)
+            return
+        if settings.CHAT_REQUIRE_LOGIN and not self.scope["user"].is_authenticated:
+            self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+        self.room = services.room_get_or_create(name=room_name)
+        async_to_sync(self.channel_layer.group_add)(self.room.group_name, self.channel_name)
+        self.accept()
+        recent = selectors.message_list_recent(room=self.room, limit=settings.CHAT_HISTORY_LENGTH)
+        self.send(text_data=encode(history_frame(recent, self.room.name)))
+
+    def disconnect(self, code: int) -> None:
+        if self.room is not None:
+            async_to_sync(self.channel_layer.group_discard)(self.room.group_name, self.channel_name)
+
+    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        assert self.room is not None  # receive() only runs after a successful connect()
+        try:
+            action = parse_client_frame(
+                text_data,
+                bytes_data,
+                max_length=settings.CHAT_MESSAGE_MAX_LENGTH,
+                max_frame_bytes=settings.CHAT_FRAME_MAX_BYTES,
+            )
+        except ClientError as error:
+            self.send(text_data=encode(error_frame(error)))
+            return
+        if isinstance(action, PostMessage):
+            message = services.message_create(
+                room=self.room, author=self.scope["user"], text=action.text
+            )
+            async_to_sync(services.message_publish)(message=message, room=self.room)
+        else:
+            found = selectors.message_list_after(
+                room=self.room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH
+            )
+            self.send(text_data=encode(history_frame(found, self.room.name)))
+
+    # Channel-layer events, the same ones ChatConsumer handles.
+    def chat_message(self, event: dict[str, Any]) -> None:
+        self.send(text_data=event["frame"])
+
+    def chat_moderated(self, event: dict[str, Any]) -> None:
+        self.send(text_data=event["frame"])
+
+    def chat_typing(self, event: dict[str, Any]) -> None:
+        self.send(text_data=event["frame"])

@@ -1,0 +1,120 @@
+"""Server-sent events from the AsyncHttpConsumer at /chat/<room>/events/, through
+HttpCommunicator (complete responses) and ApplicationCommunicator (the stream)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import ApplicationCommunicator, HttpCommunicator
+from django.test import override_settings
+
+from chat.consumers.events import sse_event
+from chat.services import message_post
+from config.asgi import application
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 3
+
+
+def http_scope(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> dict:
+    return {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "headers": [(b"host", b"localhost"), *(headers or [])],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+class Stream:
+    """An open event stream: the response start, then body chunks as they come."""
+
+    def __init__(self, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.communicator = ApplicationCommunicator(application, http_scope(path, headers))
+
+    async def open(self) -> dict:
+        await self.communicator.send_input({"type": "http.request", "body": b""})
+        return await self.communicator.receive_output(timeout=TIMEOUT)
+
+    async def chunk(self) -> bytes:
+        message = await self.communicator.receive_output(timeout=TIMEOUT)
+        assert message["type"] == "http.response.body"
+        assert message["more_body"] is True
+        return message["body"]
+
+    async def close(self) -> None:
+        await self.communicator.send_input({"type": "http.disconnect"})
+        with contextlib.suppress(Exception):
+            await self.communicator.wait(timeout=TIMEOUT)
+
+
+def post(room: str, text: str):
+    return database_sync_to_async(message_post)(room_name=room, author=None, text=text)
+
+
+async def test_the_stream_delivers_new_messages_as_events(channel_layer):
+    stream = Stream("/chat/lobby/events/")
+    try:
+        start = await stream.open()
+        assert start["status"] == 200
+        assert (b"content-type", b"text/event-stream; charset=utf-8") in start["headers"]
+        assert await stream.chunk() == b": stream open\n\n"
+        message = await post("lobby", "streamed")
+        chunk = await stream.chunk()
+        assert chunk.startswith(b"event: message\nid: %d\ndata: {" % message.pk)
+        assert b'"message":"streamed"' in chunk
+    finally:
+        await stream.close()
+
+
+async def test_last_event_id_resumes_after_the_missed_messages(channel_layer):
+    first = await post("lobby", "seen")
+    await post("lobby", "missed")
+    stream = Stream("/chat/lobby/events/", [(b"last-event-id", str(first.pk).encode())])
+    try:
+        await stream.open()
+        chunk = await stream.chunk()
+        assert b'"message":"missed"' in chunk
+        assert await stream.chunk() == b": stream open\n\n"
+    finally:
+        await stream.close()
+
+
+async def test_a_bad_room_is_a_404_response(channel_layer):
+    response = await HttpCommunicator(application, "GET", "/chat/a.b/events/").get_response(
+        timeout=TIMEOUT
+    )
+    assert response["status"] == 404
+
+
+@override_settings(CHAT_REQUIRE_LOGIN=True)
+async def test_login_required_applies_to_the_stream(channel_layer):
+    response = await HttpCommunicator(application, "GET", "/chat/lobby/events/").get_response(
+        timeout=TIMEOUT
+    )
+    assert response["status"] == 403
+
+
+async def test_plain_django_routes_still_answer_through_the_http_router():
+    communicator = HttpCommunicator(
+        application, "GET", "/healthz", headers=[(b"host", b"localhost")]
+    )
+    response = await communicator.get_response(timeout=TIMEOUT)
+    await communicator.wait(timeout=TIMEOUT)  # let Django close the request body file
+    assert response["status"] == 200
+
+
+async def test_sse_event_format():
+    assert sse_event(event="message", data='{"a":1}', event_id=7) == (
+        b'event: message\nid: 7\ndata: {"a":1}\n\n'
+    )
+    assert sse_event(event="moderated", data="{}") == b"event: moderated\ndata: {}\n\n"
