@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ScaffoldConfig(AppConfig):
+    name = "scaffold"
+    verbose_name = "Scaffolding commands"
