@@ -18,6 +18,7 @@ DOCKER_FILES = (
     "Dockerfile",
     ".dockerignore",
     "deploy/docker",
+    "deploy/nginx/compose.conf",
 )
 CI_FILES = {
     "github": (".github",),

@@ -32,7 +32,7 @@ def expected_paths(combo: dict[str, str]) -> tuple[set[str], set[str]]:
     """Paths that must exist, and paths that must not, for these answers."""
     present = {"manage.py", "config/asgi.py", ".env", ".env.example", "README.md"}
     absent = {"_licenses", "deploy/compose"}
-    docker: set[str] = set()  # deployment files land with the deployment issue
+    docker = {"Dockerfile", ".dockerignore", "compose.yaml", "compose.production.yaml"}
     (present if combo["use_docker"] == "y" else absent).update(docker)
     ci = {"github": ".github/workflows/ci.yml", "gitlab": ".gitlab-ci.yml"}
     for tool, path in ci.items():
