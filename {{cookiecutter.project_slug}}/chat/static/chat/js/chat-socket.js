@@ -5,48 +5,76 @@
 // - ws: or wss: to match the page, so https pages use an encrypted socket;
 // - reconnects with capped, jittered exponential backoff;
 // - after a reconnect, asks for the messages sent while it was away
-//   ({"action": "history", "after": <last id seen>}), so none are missing.
+//   ({"action": "history", "after": <last id seen>}), so none are missing;
+// - ignores frame types it does not know, so an older page keeps working
+//   when the server learns new ones.
+// The frames themselves are described in chat/protocol.py.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
+
+// Close codes after which trying again cannot help (chat/protocol.py). The server
+// closes with 4001 when the user logs out in another tab.
+export const CLOSE_LOGGED_OUT = 4001;
+const FINAL_CLOSE_CODES = new Set([CLOSE_LOGGED_OUT, 4400, 4401, 4403, 4404]);
 
 export function socketUrl(path, location = window.location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}${path}`;
 }
 
-// Full jitter: a random wait between 0 and the capped exponential delay.
+// Full jitter: a random wait between 0 and the capped exponential delay, so that
+// clients dropped together by a restart do not all come back at the same moment.
 export function backoffDelay(attempt, random = Math.random) {
   const cap = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt);
   return Math.floor(random() * cap);
 }
 
+const ignore = () => {};
+
 export class ChatSocket {
-  constructor(path, { onMessage, onHistory, onError, onState }) {
+  // handlers: onMessage(frame), onHistory(messages), onModerated(frame),
+  // onError(frame), onState(state, detail); state is "connecting", "open",
+  // "reconnecting" or "closed".
+  constructor(path, handlers) {
     this.url = socketUrl(path);
-    this.handlers = { onMessage, onHistory, onError, onState };
+    this.handlers = {
+      onMessage: ignore,
+      onHistory: ignore,
+      onModerated: ignore,
+      onError: ignore,
+      onState: ignore,
+      ...handlers,
+    };
     this.lastId = 0;
     this.attempt = 0;
     this.socket = null;
     this.timer = null;
-    this.closedByUser = false;
+    this.stopped = false;
   }
 
   connect() {
-    this.handlers.onState(this.attempt === 0 ? "connecting" : "reconnecting");
+    clearTimeout(this.timer);
+    this.handlers.onState(this.attempt === 0 ? "connecting" : "reconnecting", {});
     const socket = new WebSocket(this.url);
     this.socket = socket;
     socket.addEventListener("open", () => {
-      const resuming = this.lastId > 0;
+      // Read before any frame arrives: the id of the last message seen before the drop.
+      const resumeAfter = this.lastId;
       this.attempt = 0;
-      this.handlers.onState("open");
-      if (resuming) {
-        socket.send(JSON.stringify({ action: "history", after: this.lastId }));
+      this.handlers.onState("open", {});
+      if (resumeAfter > 0) {
+        socket.send(JSON.stringify({ action: "history", after: resumeAfter }));
       }
     });
     socket.addEventListener("message", (event) => this.dispatch(event.data));
-    socket.addEventListener("close", () => {
-      if (this.socket !== socket || this.closedByUser) {
+    socket.addEventListener("close", (event) => {
+      if (this.socket !== socket || this.stopped) {
+        return;
+      }
+      if (FINAL_CLOSE_CODES.has(event.code)) {
+        this.stopped = true;
+        this.handlers.onState("closed", { code: event.code });
         return;
       }
       this.scheduleReconnect();
@@ -60,16 +88,21 @@ export class ChatSocket {
     } catch {
       return;
     }
+    if (frame === null || typeof frame !== "object") {
+      return;
+    }
     if (frame.type === "message") {
       this.remember(frame);
       this.handlers.onMessage(frame);
-    } else if (frame.type === "history") {
-      const fresh = frame.messages.filter((message) => message.id > this.lastId);
-      fresh.forEach((message) => this.remember(message));
-      this.handlers.onHistory(fresh);
+    } else if (frame.type === "history" && Array.isArray(frame.messages)) {
+      frame.messages.forEach((message) => this.remember(message));
+      this.handlers.onHistory(frame.messages);
+    } else if (frame.type === "moderated") {
+      this.handlers.onModerated(frame);
     } else if (frame.type === "error") {
       this.handlers.onError(frame);
     }
+    // Any other type is from a newer server: ignored on purpose.
   }
 
   remember(message) {
@@ -81,12 +114,24 @@ export class ChatSocket {
   scheduleReconnect() {
     const delay = backoffDelay(this.attempt);
     this.attempt += 1;
-    this.handlers.onState("reconnecting");
+    this.handlers.onState("reconnecting", { delay, attempt: this.attempt });
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
+  // Try now instead of waiting out the backoff (e.g. when the network comes back).
+  reconnectNow() {
+    const busy = this.socket !== null && this.socket.readyState !== WebSocket.CLOSED;
+    if (!this.stopped && !busy) {
+      this.connect();
+    }
+  }
+
+  isOpen() {
+    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+  }
+
   send(text) {
-    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) {
+    if (!this.isOpen()) {
       return false;
     }
     this.socket.send(JSON.stringify({ message: text }));
@@ -94,7 +139,7 @@ export class ChatSocket {
   }
 
   close() {
-    this.closedByUser = true;
+    this.stopped = true;
     clearTimeout(this.timer);
     if (this.socket) {
       this.socket.close();

@@ -1,54 +1,43 @@
-// The room page: shows messages, sends what the user types, shows the connection state.
-// User text only ever reaches the page through textContent, never innerHTML.
-import { ChatSocket } from "./chat-socket.js";
+// The room page: the tutorial's inline script, split into modules. ChatSocket talks
+// to the server (chat-socket.js), ChatLog shows the messages (chat-log.js); this file
+// wires them to the page: the form sends, the badge shows the connection state.
+import { ChatLog } from "./chat-log.js";
+import { CLOSE_LOGGED_OUT, ChatSocket } from "./chat-socket.js";
 
 const room = document.getElementById("room");
-const log = document.getElementById("chat-log");
 const input = document.getElementById("chat-message-input");
+const submit = document.getElementById("chat-message-submit");
 const form = document.getElementById("chat-form");
-const stateLabel = document.getElementById("connection-state");
+const stateBadge = document.getElementById("connection-state");
+const stateText = stateBadge.querySelector(".state-text");
 const errorBox = document.getElementById("chat-error");
-const seen = new Set();
+
+const log = new ChatLog(document.getElementById("chat-log"), {
+  empty: document.getElementById("chat-empty"),
+  me: room.dataset.username ?? "",
+});
 
 const STATE_TEXT = {
   connecting: "Connecting…",
   open: "Connected",
   reconnecting: "Reconnecting…",
+  closed: "Disconnected",
 };
 
-function timeLabel(iso) {
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime())
-    ? ""
-    : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-}
-
-function showMessage(message) {
-  if (seen.has(message.id)) {
-    return;
+function showState(state, detail) {
+  stateText.textContent = STATE_TEXT[state] ?? state;
+  stateBadge.className = `state state-${state}`;
+  stateBadge.dataset.state = state;
+  // Typing goes on while offline; sending waits for the connection.
+  submit.disabled = state !== "open";
+  if (state === "closed") {
+    showError({
+      message:
+        detail.code === CLOSE_LOGGED_OUT
+          ? "You logged out in another window. Reload the page to chat again."
+          : "The server closed the connection. Reload the page to try again.",
+    });
   }
-  seen.add(message.id);
-  const item = document.createElement("li");
-  item.className = "chat-message";
-  item.dataset.id = String(message.id);
-  const who = document.createElement("span");
-  who.className = "sender";
-  who.textContent = message.username;
-  const when = document.createElement("time");
-  when.dateTime = message.created;
-  when.textContent = timeLabel(message.created);
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = message.message;
-  item.append(who, when, text);
-  log.append(item);
-  log.scrollTop = log.scrollHeight;
-}
-
-function showState(state) {
-  stateLabel.textContent = STATE_TEXT[state] ?? state;
-  stateLabel.className = `state state-${state}`;
-  stateLabel.dataset.state = state;
 }
 
 function showError(frame) {
@@ -57,13 +46,17 @@ function showError(frame) {
 }
 
 const socket = new ChatSocket(room.dataset.wsPath, {
-  onMessage: showMessage,
-  onHistory: (messages) => messages.forEach(showMessage),
+  onMessage: (message) => log.add(message),
+  onHistory: (messages) => log.addMany(messages),
+  onModerated: (frame) => log.moderate(frame.id),
   onError: showError,
   onState: showState,
 });
 socket.connect();
+// Back online: try at once rather than wait out the backoff.
+window.addEventListener("online", () => socket.reconnectNow());
 
+// Enter in the input submits the form, as does the button.
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = input.value.trim();
