@@ -7,18 +7,48 @@ Redis when ``REDIS_URL`` is set).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 
 from config.asgi import application
 
+# The services tier: which tests run (marker ``services``), and the real processes
+# they start.
+pytest_plugins = ["chat.tests.servers"]
+
 ORIGIN = (b"origin", b"http://localhost")
+
+# Figures tests measure (inputs tried, origins refused, ...), printed after the run.
+FIGURES: list[str] = []
+
+
+def report_figure(line: str) -> None:
+    FIGURES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, plus: before the test database is dropped, close the
+    connection that async tests' ORM calls left open on asgiref's shared thread
+    (PostgreSQL refuses to drop a database someone is connected to)."""
+    yield
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest_asyncio.fixture

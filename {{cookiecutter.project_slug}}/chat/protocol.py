@@ -17,6 +17,7 @@ close is seen by the client as HTTP 403):
     4001 logged out elsewhere (HTTP logout closes that user's sockets)
     4400 invalid room name              4401 login required
     4403 invalid, expired or reused ticket   4404 no such WebSocket path
+    4409 too many open sockets for this user 4429 kept flooding past the rate limit
     4503 the channel layer (Redis) is unavailable: reconnect later
 
 The client-facing ``type`` is separate from the channel-layer event ``type``
@@ -37,6 +38,8 @@ CLOSE_INVALID_ROOM = 4400
 CLOSE_LOGIN_REQUIRED = 4401
 CLOSE_BAD_TICKET = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY_SOCKETS = 4409
+CLOSE_RATE_LIMITED = 4429
 CLOSE_UNAVAILABLE = 4503
 
 
@@ -123,9 +126,20 @@ def clean_message_text(text: str, *, max_length: int) -> str:
     text = text.strip()
     if not text:
         raise ClientError("message_empty", "The message is empty.")
+    if "\x00" in text or not _encodable(text):
+        raise ClientError("invalid_text", "The message contains characters that cannot be stored.")
     if len(text) > max_length:
         raise ClientError("message_too_long", f"Messages are limited to {max_length} characters.")
     return text
+
+
+def _encodable(text: str) -> bool:
+    """False for text with lone surrogates (from JSON escapes such as "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def message_frame(message: Message, room_name: str) -> dict[str, Any]:

@@ -49,6 +49,16 @@ def env_int(name: str, *, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
 
 
+def env_float(name: str, *, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     """Comma-separated values, blanks dropped."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]

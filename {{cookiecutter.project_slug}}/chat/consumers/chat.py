@@ -3,9 +3,9 @@ selector, and sends a frame.
 
 ``ChatConsumer`` is the Channels tutorial's ``AsyncWebsocketConsumer`` grown up:
 validated room names, stored history, typed error frames, moderation by the worker,
-and sockets that close when their user logs out. The logic it calls lives in
-``services.py`` (writes) and ``selectors.py`` (reads); the frames and close codes
-it speaks are described in ``protocol.py``.
+limits (``guards.py``), and sockets that close when their user logs out. The logic
+it calls lives in ``services.py`` (writes) and ``selectors.py`` (reads); the frames
+and close codes it speaks are described in ``protocol.py``.
 https://channels.readthedocs.io/en/stable/topics/consumers.html
 """
 
@@ -19,11 +19,13 @@ from django.conf import settings
 
 from chat import selectors, services
 from chat.consumers.faults import LayerFaultsMixin
+from chat.consumers.guards import GuardsMixin
 from chat.models import Room
 from chat.protocol import (
     CLOSE_INVALID_ROOM,
     CLOSE_LOGGED_OUT,
     CLOSE_LOGIN_REQUIRED,
+    CLOSE_TOO_MANY_SOCKETS,
     ClientError,
     PostMessage,
     RequestHistory,
@@ -35,9 +37,8 @@ from chat.protocol import (
 from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, user_group_name, validate_room_name
 
 
-class ChatConsumer(LayerFaultsMixin, AsyncWebsocketConsumer):
+class ChatConsumer(LayerFaultsMixin, GuardsMixin, AsyncWebsocketConsumer):
     room: Room | None = None
-    user_group: str | None = None
 
     async def connect(self) -> None:
         try:
@@ -50,23 +51,19 @@ class ChatConsumer(LayerFaultsMixin, AsyncWebsocketConsumer):
         if settings.CHAT_REQUIRE_LOGIN and not user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
+        if not await self.claim_user_socket(user):
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+            return
         self.room = await database_sync_to_async(services.room_get_or_create)(name=room_name)
-        await self.channel_layer.group_add(self.room.group_name, self.channel_name)
+        await self.join_group(self.room.group_name)
         if user.is_authenticated:
-            self.user_group = user_group_name(user.pk)
-            await self.channel_layer.group_add(self.user_group, self.channel_name)
+            await self.join_group(user_group_name(user.pk))
         await self.accept()
         await self.remember_room(room_name)
         recent = await database_sync_to_async(selectors.message_list_recent)(
             room=self.room, limit=settings.CHAT_HISTORY_LENGTH
         )
         await self.send(text_data=encode(history_frame(recent, self.room.name)))
-
-    async def disconnect(self, code: int) -> None:
-        if self.room is not None:
-            await self.channel_layer.group_discard(self.room.group_name, self.channel_name)
-        if self.user_group is not None:
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def remember_room(self, room_name: str) -> None:
         """Store the room in the visitor's session. A WebSocket never saves the
@@ -79,6 +76,9 @@ class ChatConsumer(LayerFaultsMixin, AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
+            if not self.check_rate():
+                await self.close_for_flooding()
+                return
             action = parse_client_frame(
                 text_data,
                 bytes_data,

@@ -25,10 +25,12 @@ from django.conf import settings
 
 from chat import selectors, services
 from chat.consumers.faults import LayerFaultsMixin
+from chat.consumers.guards import GuardsMixin
 from chat.models import Room
 from chat.protocol import (
     CLOSE_LOGGED_OUT,
     CLOSE_LOGIN_REQUIRED,
+    CLOSE_TOO_MANY_SOCKETS,
     ClientError,
     encode,
     error_frame,
@@ -42,28 +44,25 @@ from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
 MAX_ROOMS_PER_SOCKET = 20
 
 
-class RoomsJsonConsumer(LayerFaultsMixin, AsyncJsonWebsocketConsumer):
+class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.rooms: dict[str, Room] = {}
-        self.user_group: str | None = None
         user = self.scope["user"]
         if settings.CHAT_REQUIRE_LOGIN and not user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
+        if not await self.claim_user_socket(user):
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+            return
         if user.is_authenticated:
-            self.user_group = user_group_name(user.pk)
-            await self.channel_layer.group_add(self.user_group, self.channel_name)
+            await self.join_group(user_group_name(user.pk))
         await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        groups = [room.group_name for room in self.rooms.values()]
-        if self.user_group is not None:
-            groups.append(self.user_group)
-        for group in groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
+            if not self.check_rate():
+                await self.close_for_flooding()
+                return
             content = parse_json_object(
                 text_data, bytes_data, max_frame_bytes=settings.CHAT_FRAME_MAX_BYTES
             )
@@ -79,7 +78,7 @@ class RoomsJsonConsumer(LayerFaultsMixin, AsyncJsonWebsocketConsumer):
             "message": self.post_message,
             "typing": self.typing,
         }
-        if action not in handlers:
+        if not isinstance(action, str) or action not in handlers:
             raise ClientError(
                 "unknown_action", "Unknown action; use join, leave, message or typing."
             )
@@ -103,7 +102,7 @@ class RoomsJsonConsumer(LayerFaultsMixin, AsyncJsonWebsocketConsumer):
                 "too_many_rooms", f"One socket may join {MAX_ROOMS_PER_SOCKET} rooms."
             )
         room = await database_sync_to_async(services.room_get_or_create)(name=name)
-        await self.channel_layer.group_add(room.group_name, self.channel_name)
+        await self.join_group(room.group_name)
         self.rooms[name] = room
         recent = await database_sync_to_async(selectors.message_list_recent)(
             room=room, limit=settings.CHAT_HISTORY_LENGTH
@@ -114,7 +113,7 @@ class RoomsJsonConsumer(LayerFaultsMixin, AsyncJsonWebsocketConsumer):
 
     async def leave(self, name: str, content: dict[str, Any]) -> None:
         room = self.joined_room(name)
-        await self.channel_layer.group_discard(room.group_name, self.channel_name)
+        await self.leave_group(room.group_name)
         del self.rooms[name]
         await self.send_json({"type": "left", "room": name})
 

@@ -5,7 +5,9 @@ It speaks the same frames as ``ChatConsumer`` and shares its rooms: members on
 either route see each other's messages. Sync consumers run each handler in a thread
 of their own, so they may call the ORM directly, but each open socket then holds a
 thread while it works: prefer the async consumer for a busy chat, and use this form
-when the consumer mostly calls blocking code.
+when the consumer mostly calls blocking code. It keeps the per-connection rate limit
+of the async consumers; the socket cap and crash-proof group cleanup of
+``guards.py`` are async and stay with them.
 https://channels.readthedocs.io/en/stable/tutorial/part_2.html
 """
 
@@ -29,6 +31,7 @@ from chat.protocol import (
     history_frame,
     parse_client_frame,
 )
+from chat.ratelimit import TokenBucket
 from chat.rooms import InvalidRoomName, validate_room_name
 
 
@@ -46,6 +49,9 @@ class SyncChatConsumer(WebsocketConsumer):
             return
         self.room = services.room_get_or_create(name=room_name)
         async_to_sync(self.channel_layer.group_add)(self.room.group_name, self.channel_name)
+        self.bucket = TokenBucket(
+            rate=settings.CHAT_RATE_LIMIT_PER_SECOND, burst=settings.CHAT_RATE_LIMIT_BURST
+        )
         self.accept()
         recent = selectors.message_list_recent(room=self.room, limit=settings.CHAT_HISTORY_LENGTH)
         self.send(text_data=encode(history_frame(recent, self.room.name)))
@@ -57,6 +63,8 @@ class SyncChatConsumer(WebsocketConsumer):
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         assert self.room is not None  # receive() only runs after a successful connect()
         try:
+            if not self.bucket.allow():
+                raise ClientError("rate_limited", "You are sending too fast; wait a moment.")
             action = parse_client_frame(
                 text_data,
                 bytes_data,

@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 
 from config.channel_layers import channel_layers
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -22,6 +22,14 @@ DEBUG = False
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
+
+# The site's public origins (scheme://host[:port]), comma-separated in
+# DJANGO_TRUSTED_ORIGINS: cross-origin form posts from them pass CSRF, and
+# WebSockets must come from exactly one of them (config/origins.py).
+TRUSTED_ORIGINS = env_list("DJANGO_TRUSTED_ORIGINS")
+CSRF_TRUSTED_ORIGINS = TRUSTED_ORIGINS
+# Also accept WebSockets from any port on localhost (development and tests only).
+WEBSOCKET_ALLOW_LOCALHOST = False
 
 INSTALLED_APPS = [
     # First, so that runserver serves the ASGI application (WebSockets included).
@@ -46,7 +54,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
 ]
+
+# Scripts, styles and sockets from this site only; no inline script anywhere.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 ROOT_URLCONF = "config.urls"
 
@@ -69,15 +85,32 @@ TEMPLATES = [
 ASGI_APPLICATION = "config.asgi.application"
 
 # SQLite in a file beside the code unless DATABASE_URL names another database.
-# Connections are kept for CONN_MAX_AGE seconds and checked before reuse, so a
-# connection the server dropped (restart, failover) is replaced, not reported.
+# No persistent connections (CONN_MAX_AGE = 0): under ASGI each HTTP request runs
+# on a thread of its own, so a kept connection is never reused and lingers until it
+# is garbage-collected (Django's docs: "When using ASGI, persistent connections
+# should be disabled"). PostgreSQL gets a connection pool instead, per process: a
+# consumer's or a request's query borrows a connection and gives it back when the
+# call ends. CONN_HEALTH_CHECKS makes the pool check a connection before lending
+# it, so one the database dropped (restart, failover, pg_terminate_backend) is
+# replaced, and the next message is stored instead of the socket getting an error
+# (chat/tests/test_faults.py). SQLite opens a local file: cheap, no pool needed.
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=env_int("DJANGO_CONN_MAX_AGE", default=60),
+        conn_max_age=0,
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith(("postgresql", "postgis")):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        # Connections kept open when idle, and at most open at once, per process:
+        # size max_size x processes (web and worker) below PostgreSQL's
+        # max_connections (100 by default).
+        "min_size": 2,
+        "max_size": env_int("DJANGO_DB_POOL_MAX_SIZE", default=10),
+        # Seconds a query waits for a free connection before it fails.
+        "timeout": 10,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -88,7 +121,26 @@ CHANNEL_LAYERS = channel_layers(
     kind="{{ cookiecutter.channel_layer }}",
     prefix=env_str("CHANNEL_LAYER_PREFIX", "asgi"),
     encryption_keys=env_list("CHANNEL_LAYER_ENCRYPTION_KEYS"),
+    # Redis Sentinel (docs/scaling.md): the Sentinels to ask for the master, its name,
+    # and the Sentinels' own password if they have one.
+    sentinel_hosts=env_list("REDIS_SENTINEL_HOSTS"),
+    sentinel_master=env_str("REDIS_SENTINEL_MASTER", "mymaster"),
+    sentinel_password=env_str("REDIS_SENTINEL_PASSWORD"),
 )
+
+# The cache counts each user's open sockets across processes: Redis when REDIS_URL is
+# set (a separate key prefix from the channel layer's), else this process's memory.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "cache"),
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -132,6 +184,14 @@ CHAT_MESSAGE_MAX_LENGTH = 2000
 # Largest WebSocket text frame the consumers parse, in bytes (the server's own frame
 # limit is far higher); larger ones get an error frame and are not decoded.
 CHAT_FRAME_MAX_BYTES = 16 * 1024
+# Per-connection rate limit: a steady rate of messages a second, bursts of up to
+# CHAT_RATE_LIMIT_BURST; over it, error frames, and after CHAT_RATE_LIMIT_STRIKES
+# refusals in a row the socket is closed (4429).
+CHAT_RATE_LIMIT_PER_SECOND = env_float("CHAT_RATE_LIMIT_PER_SECOND", default=5.0)
+CHAT_RATE_LIMIT_BURST = env_int("CHAT_RATE_LIMIT_BURST", default=20)
+CHAT_RATE_LIMIT_STRIKES = 50
+# Open sockets one signed-in user may hold at once (tabs, devices), across processes.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", default=20)
 # Messages a member receives when joining a room, and at most per resync.
 CHAT_HISTORY_LENGTH = 50
 # Send every new message to the moderation worker (manage.py runworker chat-worker).

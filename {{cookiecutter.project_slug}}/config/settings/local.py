@@ -14,3 +14,6 @@ DEBUG = True
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-local-development-only")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+# runserver may listen on any port: accept WebSockets from localhost pages on any.
+WEBSOCKET_ALLOW_LOCALHOST = True

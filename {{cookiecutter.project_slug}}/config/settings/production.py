@@ -19,6 +19,14 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS") or env_required(
     "DJANGO_ALLOWED_HOSTS", "the host names this site answers to, comma-separated"
 ).split(",")
 
+# One list of public origins for CSRF and the WebSocket origin check; by default the
+# https origin of each allowed host (wildcard hosts such as ".example.com" give none).
+TRUSTED_ORIGINS = env_list("DJANGO_TRUSTED_ORIGINS") or [
+    f"https://{host}" for host in ALLOWED_HOSTS if not host.startswith(".") and host != "*"
+]
+CSRF_TRUSTED_ORIGINS = TRUSTED_ORIGINS
+WEBSOCKET_ALLOW_LOCALHOST = False
+
 REDIS_URL = env_required(
     "REDIS_URL", "the channel layer's Redis, e.g. redis://:password@redis:6379/0"
 )

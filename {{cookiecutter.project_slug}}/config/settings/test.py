@@ -13,11 +13,14 @@ from config.channel_layers import channel_layers
 from config.env import env_str
 
 from .base import *  # noqa: F403 - the shared settings, changed below by name
-from .base import DATABASES, REDIS_URL
+from .base import CACHES, DATABASES, REDIS_URL
 
 SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105 - tests only
 
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+# Live-server tests run on random localhost ports.
+WEBSOCKET_ALLOW_LOCALHOST = True
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -34,6 +37,8 @@ DATABASES["default"]["TEST"] = {
         else f"test_{DATABASES['default']['NAME']}_{TEST_RUN_ID}"
     )
 }
+
+CACHES["default"]["KEY_PREFIX"] = f"testcache{TEST_RUN_ID}"
 
 CHANNEL_LAYERS = channel_layers(
     redis_url=REDIS_URL,
