@@ -94,18 +94,24 @@ class ChatConsumer(LayerFaultsMixin, GuardsMixin, AsyncWebsocketConsumer):
             await self.send_history(action)
 
     async def post_message(self, action: PostMessage) -> None:
-        assert self.room is not None  # receive() only runs after a successful connect()
+        room = self.joined_room()
         message = await database_sync_to_async(services.message_create)(
-            room=self.room, author=self.scope["user"], text=action.text
+            room=room, author=self.scope["user"], text=action.text
         )
-        await services.message_publish(message=message, room=self.room)
+        await services.message_publish(message=message, room=room)
 
     async def send_history(self, action: RequestHistory) -> None:
-        assert self.room is not None
+        room = self.joined_room()
         messages = await database_sync_to_async(selectors.message_list_after)(
-            room=self.room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH
+            room=room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH
         )
-        await self.send(text_data=encode(history_frame(messages, self.room.name)))
+        await self.send(text_data=encode(history_frame(messages, room.name)))
+
+    def joined_room(self) -> Room:
+        """The room; frames only arrive after connect() accepted, so it is set."""
+        if self.room is None:
+            raise RuntimeError("a frame arrived before the socket joined its room")
+        return self.room
 
     # Channel-layer events, "<app>.<event>" handled by "<app>_<event>".
     async def chat_message(self, event: dict[str, Any]) -> None:

@@ -61,7 +61,8 @@ class SyncChatConsumer(WebsocketConsumer):
             async_to_sync(self.channel_layer.group_discard)(self.room.group_name, self.channel_name)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        assert self.room is not None  # receive() only runs after a successful connect()
+        if self.room is None:
+            raise RuntimeError("a frame arrived before the socket joined its room")
         try:
             if not self.bucket.allow():
                 raise ClientError("rate_limited", "You are sending too fast; wait a moment.")

@@ -15,7 +15,8 @@ from config.env import env_str
 from .base import *  # noqa: F403 - the shared settings, changed below by name
 from .base import CACHES, DATABASES, REDIS_URL
 
-SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105 - tests only
+# A fixed key for tests only; production reads DJANGO_SECRET_KEY and refuses to start without.
+SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105  # nosec B105
 
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 
