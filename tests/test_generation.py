@@ -35,8 +35,8 @@ def expected_paths(combo: dict[str, str]) -> tuple[set[str], set[str]]:
     docker = {"Dockerfile", ".dockerignore", "compose.yaml", "compose.production.yaml"}
     (present if combo["use_docker"] == "y" else absent).update(docker)
     ci = {"github": ".github/workflows/ci.yml", "gitlab": ".gitlab-ci.yml"}
-    for tool, path in ci.items():
-        (present if combo["ci_tool"] == tool else absent).add(path)
+    for ci_tool, path in ci.items():
+        (present if combo["ci_tool"] == ci_tool else absent).add(path)
     if combo["open_source_license"] == "not open source":
         absent.add("LICENSE")
     else:
