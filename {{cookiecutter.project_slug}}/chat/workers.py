@@ -21,6 +21,15 @@ logger = logging.getLogger(__name__)
 
 
 class ModerationConsumer(SyncConsumer):
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Run one job; one that cannot run (a type with no handler) is logged too. A
+        consumer instance that raised would be dropped by runworker together with the
+        jobs already queued for it (chat/tests/test_cross_process.py)."""
+        try:
+            await super().dispatch(message)
+        except Exception:
+            logger.exception("moderation job failed: %r", message)
+
     # Channel-layer events: "chat.moderate" is handled by chat_moderate.
     def chat_moderate(self, event: dict[str, Any]) -> None:
         try:
