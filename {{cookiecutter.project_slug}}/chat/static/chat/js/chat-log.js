@@ -36,21 +36,31 @@ export class ChatLog {
     this.empty = empty;
     this.me = me;
     this.items = new Map();
+    // Follow new messages while the reader is at the bottom, also when the log
+    // shrinks (a phone's keyboard opening); leave them alone once they scroll up.
+    this.atBottom = true;
+    list.addEventListener("scroll", () => {
+      this.atBottom = this.isNearBottom();
+    });
+    new ResizeObserver(() => {
+      if (this.atBottom) {
+        this.scrollToBottom();
+      }
+    }).observe(list);
   }
 
   add(message) {
     if (typeof message.id !== "number" || this.items.has(message.id)) {
       return false;
     }
-    const stick = this.isNearBottom();
     const item = this.render(message);
     this.items.set(message.id, item);
     this.list.insertBefore(item, this.nextItemAfter(message.id));
     if (this.empty) {
       this.empty.hidden = true;
     }
-    if (stick || item.classList.contains("mine")) {
-      this.list.scrollTop = this.list.scrollHeight;
+    if (this.atBottom || item.classList.contains("mine")) {
+      this.scrollToBottom();
     }
     return true;
   }
@@ -124,6 +134,11 @@ export class ChatLog {
       }
     }
     return next;
+  }
+
+  scrollToBottom() {
+    this.list.scrollTop = this.list.scrollHeight;
+    this.atBottom = true;
   }
 
   isNearBottom() {
