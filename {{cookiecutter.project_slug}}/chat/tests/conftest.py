@@ -99,8 +99,8 @@ def chromium_options(user_data_dir: Path) -> Options:
 
 
 class BrowserPool:
-    """Chromium instances for one test class, started when first asked for, each with
-    a fresh profile; reset between tests, quit at the end."""
+    """Chromium instances, started when first asked for, each with a fresh profile;
+    reset between tests, quit at the end of the run."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -140,20 +140,25 @@ def _selenium_manager_must_not_run(*args: object, **kwargs: object) -> None:
     raise AssertionError("Selenium Manager was called: it would download a driver or browser")
 
 
-@pytest.fixture(scope="class")
-def browser_pool(request: pytest.FixtureRequest) -> Iterator[BrowserPool]:
-    """A BrowserPool on the test class as ``cls.browsers`` (the tier's test cases are
-    unittest classes, which take fixtures this way)."""
+@pytest.fixture(scope="session")
+def browser_session_pool() -> Iterator[BrowserPool]:
+    """One BrowserPool for the whole run: Chromium starts once per browser needed."""
     root = Path(tempfile.mkdtemp(prefix="chromium-profiles-"))
     pool = BrowserPool(root)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SeleniumManager, "binary_paths", _selenium_manager_must_not_run)
-        request.cls.browsers = pool
         try:
             yield pool
         finally:
             pool.quit()
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="class")
+def browser_pool(request: pytest.FixtureRequest, browser_session_pool: BrowserPool) -> None:
+    """The pool on the test class as ``cls.browsers`` (the tier's test cases are
+    unittest classes, which take fixtures this way)."""
+    request.cls.browsers = browser_session_pool
 
 
 def png_size_and_colours(data: bytes) -> tuple[int, int, int]:

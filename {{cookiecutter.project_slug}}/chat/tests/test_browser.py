@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -78,9 +79,9 @@ class LiveServerProcess(DaphneProcess):
         super().run()
 
 
-class ChatInTheBrowserTests(ChannelsLiveServerTestCase):
-    """``host`` stays "localhost": the live server adds it to ALLOWED_HOSTS, which
-    the WebSocket origin check reads."""
+class BrowserTestCase(ChannelsLiveServerTestCase):
+    """Steps the browser scenarios share, on a live server that can be restarted.
+    ``host`` stays "localhost": the live server adds it to ALLOWED_HOSTS."""
 
     ProtocolServerProcess = LiveServerProcess
 
@@ -96,8 +97,139 @@ class ChatInTheBrowserTests(ChannelsLiveServerTestCase):
         super().setUp()
         self.browsers.reset()
 
-    # The scenarios of issue 7.
+    # Steps the scenarios share.
 
+    def wait(self, browser: WebDriver, timeout: float = WAIT_SECONDS) -> WebDriverWait:
+        return WebDriverWait(browser, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
+    def open_room(self, browser: WebDriver, name: str) -> None:
+        browser.get(self.live_server_url + reverse("chat:room", args=[name]))
+        self.wait_for_state(browser, "open")
+
+    def wait_for_state(self, browser: WebDriver, state: str, timeout: float = WAIT_SECONDS) -> None:
+        self.wait(browser, timeout).until(
+            lambda driver: (
+                driver.find_element(By.ID, "connection-state").get_attribute("data-state") == state
+            ),
+            f"the connection state never became {state!r}",
+        )
+
+    def send(self, browser: WebDriver, text: str, *, press_enter: bool = True) -> None:
+        self.wait(browser).until(
+            lambda driver: driver.find_element(By.ID, "chat-message-submit").is_enabled()
+        )
+        message_input = browser.find_element(By.ID, "chat-message-input")
+        message_input.send_keys(text)
+        if press_enter:
+            message_input.send_keys(Keys.ENTER)
+        else:
+            browser.find_element(By.ID, "chat-message-submit").click()
+        # The page empties the input once the socket has taken the message.
+        self.wait(browser).until(
+            lambda driver: (
+                driver.find_element(By.ID, "chat-message-input").get_attribute("value") == ""
+            )
+        )
+
+    def read_log(self, browser: WebDriver) -> list[dict[str, Any]]:
+        return browser.execute_script(READ_LOG)
+
+    def wait_for_text(self, browser: WebDriver, text: str) -> None:
+        self.wait(browser).until(
+            lambda driver: text in [message["text"] for message in self.read_log(driver)],
+            f"{text!r} never appeared in the chat log",
+        )
+
+    def log_in(self, browser: WebDriver, username: str, *, next_url: str) -> None:
+        """Through Django's login page, as a person would; lands on ``next_url``."""
+        browser.get(f"{self.live_server_url}{reverse('login')}?next={quote(next_url)}")
+        self.fill_login_form(browser, username)
+        self.wait(browser).until(
+            lambda driver: driver.current_url == self.live_server_url + next_url
+        )
+
+    def fill_login_form(self, browser: WebDriver, username: str) -> None:
+        browser.find_element(By.ID, "id_username").send_keys(username)
+        browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+
+    def set_viewport(self, browser: WebDriver, width: int, height: int, *, mobile: bool) -> None:
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+        )
+        self.wait(browser).until(
+            lambda driver: (
+                driver.execute_script("return [innerWidth, innerHeight];") == [width, height]
+            )
+        )
+
+    def screenshot(
+        self, browser: WebDriver, name: str, *, phone: bool, on_screen: tuple[str, ...]
+    ) -> None:
+        """At a desktop's or a phone's size: check that nothing is wider than the
+        screen and that the elements ``on_screen`` (ids) are inside it, then save a
+        screenshot to test-artifacts/ and check that it is not blank."""
+        width, height = PHONE_SIZE if phone else DESKTOP_SIZE
+        self.set_viewport(browser, width, height, mobile=phone)
+        assert browser.execute_script("return document.documentElement.scrollWidth;") <= width
+        for element_id in on_screen:
+            box = browser.execute_script(BOUNDING_BOX, element_id)
+            where = (name, element_id, box)
+            assert box["left"] >= 0, where
+            assert box["right"] <= width, where
+            assert box["top"] >= 0, where
+            assert box["bottom"] <= height, where
+        shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        png = base64.b64decode(shot["data"])
+        ARTIFACTS_DIR.mkdir(exist_ok=True)
+        (ARTIFACTS_DIR / name).write_bytes(png)
+        shot_width, shot_height, colours = png_size_and_colours(png)
+        assert (shot_width, shot_height) == (width, height)
+        # A blank page has one colour; text, icons and borders give dozens at least.
+        assert colours >= 32, f"{name} looks blank: {colours} colours"
+
+    def assert_no_console_errors(self, browser: WebDriver, allowed: tuple[str, ...] = ()) -> None:
+        errors = [
+            entry["message"]
+            # Chromium's driver has get_log; the WebDriver type it is annotated with does not.
+            for entry in browser.get_log("browser")  # type: ignore[attr-defined]
+            if entry["level"] == "SEVERE" and not any(text in entry["message"] for text in allowed)
+        ]
+        assert errors == []
+
+    # The live server, stopped and started again on the same port.
+
+    @classmethod
+    def stop_live_server(cls) -> None:
+        cls._server_process.terminate()
+        cls._server_process.join(timeout=SERVER_START_SECONDS)
+        assert not cls._server_process.is_alive(), "the live server did not stop"
+
+    @classmethod
+    def start_live_server(cls, *, port: int) -> None:
+        """Start daphne as ChannelsLiveServerTestCase.setUpClass does, but on ``port``.
+        Should the old process's port not be free yet, the new process exits at once
+        (daphne cannot listen): try again, a bounded number of times."""
+        get_application = partial(
+            make_application, static_wrapper=cls.static_wrapper if cls.serve_static else None
+        )
+        for _ in range(5):
+            process = cls.ProtocolServerProcess(
+                cls.host, get_application, setup=set_database_connection, port=port
+            )
+            process.start()
+            deadline = time.monotonic() + SERVER_START_SECONDS
+            while process.is_alive() and time.monotonic() < deadline:
+                if process.ready.wait(timeout=0.2):
+                    cls._server_process = process
+                    return
+            process.terminate()
+            process.join(timeout=SERVER_START_SECONDS)
+        raise AssertionError(f"the live server did not start again on port {port}")
+
+
+class ChatInTheBrowserTests(BrowserTestCase):
     def test_the_lobby_form_opens_the_room(self) -> None:
         for name in ("general", "random", "release-2026"):
             services.room_get_or_create(name=name)
@@ -384,128 +516,48 @@ class ChatInTheBrowserTests(ChannelsLiveServerTestCase):
         assert 14000 < result["cappedMax"] < 15000
         assert result["cappedMin"] == 0
 
-    # Steps the scenarios share.
 
-    def wait(self, browser: WebDriver, timeout: float = WAIT_SECONDS) -> WebDriverWait:
-        return WebDriverWait(browser, timeout, ignored_exceptions=(StaleElementReferenceException,))
+@override_settings(CHAT_REQUIRE_LOGIN=True)
+class LoginRequiredTests(BrowserTestCase):
+    """With CHAT_REQUIRE_LOGIN (set before the live server starts, so it has it too)."""
 
-    def open_room(self, browser: WebDriver, name: str) -> None:
-        browser.get(self.live_server_url + reverse("chat:room", args=[name]))
+    def test_an_anonymous_visitor_logs_in_and_comes_back_to_the_room(self) -> None:
+        get_user_model().objects.create_user("cleo", password=PASSWORD)
+        (browser,) = self.browsers.get(1)
+        room_path = reverse("chat:room", args=["members"])
+        browser.get(self.live_server_url + room_path)
+        self.wait(browser).until(
+            lambda driver: (
+                driver.current_url
+                == f"{self.live_server_url}{reverse('login')}?next={quote(room_path)}"
+            )
+        )
+        self.fill_login_form(browser, "cleo")
+        self.wait(browser).until(
+            lambda driver: driver.current_url == self.live_server_url + room_path
+        )
         self.wait_for_state(browser, "open")
+        self.send(browser, "members only")
+        self.wait_for_text(browser, "members only")
+        assert [(m["sender"], m["mine"]) for m in self.read_log(browser)] == [("cleo", True)]
 
-    def wait_for_state(self, browser: WebDriver, state: str, timeout: float = WAIT_SECONDS) -> None:
-        self.wait(browser, timeout).until(
-            lambda driver: (
-                driver.find_element(By.ID, "connection-state").get_attribute("data-state") == state
-            ),
-            f"the connection state never became {state!r}",
-        )
+    def test_logging_out_in_another_window_closes_the_rooms_socket(self) -> None:
+        """The server closes the user's sockets on logout (close code 4001): the page
+        stops instead of reconnecting, and says why."""
+        get_user_model().objects.create_user("cleo", password=PASSWORD)
+        (browser,) = self.browsers.get(1)
+        self.log_in(browser, "cleo", next_url=reverse("chat:room", args=["members"]))
+        self.wait_for_state(browser, "open")
+        room_window = browser.current_window_handle
 
-    def send(self, browser: WebDriver, text: str, *, press_enter: bool = True) -> None:
-        self.wait(browser).until(
-            lambda driver: driver.find_element(By.ID, "chat-message-submit").is_enabled()
-        )
-        message_input = browser.find_element(By.ID, "chat-message-input")
-        message_input.send_keys(text)
-        if press_enter:
-            message_input.send_keys(Keys.ENTER)
-        else:
-            browser.find_element(By.ID, "chat-message-submit").click()
-        # The page empties the input once the socket has taken the message.
-        self.wait(browser).until(
-            lambda driver: (
-                driver.find_element(By.ID, "chat-message-input").get_attribute("value") == ""
-            )
-        )
+        browser.switch_to.new_window("window")
+        browser.get(self.live_server_url + reverse("chat:lobby"))
+        browser.find_element(By.CSS_SELECTOR, ".account button[type=submit]").click()
+        self.wait(browser).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, ".account a"))
 
-    def read_log(self, browser: WebDriver) -> list[dict[str, Any]]:
-        return browser.execute_script(READ_LOG)
-
-    def wait_for_text(self, browser: WebDriver, text: str) -> None:
-        self.wait(browser).until(
-            lambda driver: text in [message["text"] for message in self.read_log(driver)],
-            f"{text!r} never appeared in the chat log",
-        )
-
-    def log_in(self, browser: WebDriver, username: str, *, next_url: str) -> None:
-        browser.get(f"{self.live_server_url}{reverse('login')}?next={next_url}")
-        browser.find_element(By.ID, "id_username").send_keys(username)
-        browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
-        self.wait(browser).until(
-            lambda driver: driver.current_url == self.live_server_url + next_url
-        )
-
-    def set_viewport(self, browser: WebDriver, width: int, height: int, *, mobile: bool) -> None:
-        browser.execute_cdp_cmd(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
-        )
-        self.wait(browser).until(
-            lambda driver: (
-                driver.execute_script("return [innerWidth, innerHeight];") == [width, height]
-            )
-        )
-
-    def screenshot(
-        self, browser: WebDriver, name: str, *, phone: bool, on_screen: tuple[str, ...]
-    ) -> None:
-        """At a desktop's or a phone's size: check that nothing is wider than the
-        screen and that the elements ``on_screen`` (ids) are inside it, then save a
-        screenshot to test-artifacts/ and check that it is not blank."""
-        width, height = PHONE_SIZE if phone else DESKTOP_SIZE
-        self.set_viewport(browser, width, height, mobile=phone)
-        assert browser.execute_script("return document.documentElement.scrollWidth;") <= width
-        for element_id in on_screen:
-            box = browser.execute_script(BOUNDING_BOX, element_id)
-            where = (name, element_id, box)
-            assert box["left"] >= 0, where
-            assert box["right"] <= width, where
-            assert box["top"] >= 0, where
-            assert box["bottom"] <= height, where
-        shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
-        png = base64.b64decode(shot["data"])
-        ARTIFACTS_DIR.mkdir(exist_ok=True)
-        (ARTIFACTS_DIR / name).write_bytes(png)
-        shot_width, shot_height, colours = png_size_and_colours(png)
-        assert (shot_width, shot_height) == (width, height)
-        # A blank page has one colour; text, icons and borders give dozens at least.
-        assert colours >= 32, f"{name} looks blank: {colours} colours"
-
-    def assert_no_console_errors(self, browser: WebDriver, allowed: tuple[str, ...] = ()) -> None:
-        errors = [
-            entry["message"]
-            for entry in browser.get_log("browser")
-            if entry["level"] == "SEVERE" and not any(text in entry["message"] for text in allowed)
-        ]
-        assert errors == []
-
-    # The live server, stopped and started again on the same port.
-
-    @classmethod
-    def stop_live_server(cls) -> None:
-        cls._server_process.terminate()
-        cls._server_process.join(timeout=SERVER_START_SECONDS)
-        assert not cls._server_process.is_alive(), "the live server did not stop"
-
-    @classmethod
-    def start_live_server(cls, *, port: int) -> None:
-        """Start daphne as ChannelsLiveServerTestCase.setUpClass does, but on ``port``.
-        Should the old process's port not be free yet, the new process exits at once
-        (daphne cannot listen): try again, a bounded number of times."""
-        get_application = partial(
-            make_application, static_wrapper=cls.static_wrapper if cls.serve_static else None
-        )
-        for _ in range(5):
-            process = cls.ProtocolServerProcess(
-                cls.host, get_application, setup=set_database_connection, port=port
-            )
-            process.start()
-            deadline = time.monotonic() + SERVER_START_SECONDS
-            while process.is_alive() and time.monotonic() < deadline:
-                if process.ready.wait(timeout=0.2):
-                    cls._server_process = process
-                    return
-            process.terminate()
-            process.join(timeout=SERVER_START_SECONDS)
-        raise AssertionError(f"the live server did not start again on port {port}")
+        browser.switch_to.window(room_window)
+        self.wait_for_state(browser, "closed")
+        error = browser.find_element(By.ID, "chat-error")
+        assert error.is_displayed()
+        assert "logged out" in error.text
+        assert not browser.find_element(By.ID, "chat-message-submit").is_enabled()

@@ -13,10 +13,18 @@
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 
-// Close codes after which trying again cannot help (chat/protocol.py). The server
-// closes with 4001 when the user logs out in another tab.
-export const CLOSE_LOGGED_OUT = 4001;
-const FINAL_CLOSE_CODES = new Set([CLOSE_LOGGED_OUT, 4400, 4401, 4403, 4404]);
+// Close codes after which trying again by itself cannot help (chat/protocol.py);
+// the page says why and stops. Any other close (a restart, a dropped network, 4503
+// "channel layer unavailable") is retried with backoff.
+export const FINAL_CLOSE_CODES = {
+  4001: "You logged out in another window. Reload the page to chat again.",
+  4400: "This room name is not valid.",
+  4401: "Log in to chat in this room.",
+  4403: "The server refused this connection. Reload the page to try again.",
+  4404: "There is no chat at this address.",
+  4409: "Too many windows are open on this chat. Close one, then reload this page.",
+  4429: "Too many messages too fast. Reload the page to go on.",
+};
 
 export function socketUrl(path, location = window.location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -72,9 +80,10 @@ export class ChatSocket {
       if (this.socket !== socket || this.stopped) {
         return;
       }
-      if (FINAL_CLOSE_CODES.has(event.code)) {
+      if (event.code in FINAL_CLOSE_CODES) {
         this.stopped = true;
-        this.handlers.onState("closed", { code: event.code });
+        const reason = FINAL_CLOSE_CODES[event.code];
+        this.handlers.onState("closed", { code: event.code, reason });
         return;
       }
       this.scheduleReconnect();

@@ -2,7 +2,7 @@
 // to the server (chat-socket.js), ChatLog shows the messages (chat-log.js); this file
 // wires them to the page: the form sends, the badge shows the connection state.
 import { ChatLog } from "./chat-log.js";
-import { CLOSE_LOGGED_OUT, ChatSocket } from "./chat-socket.js";
+import { ChatSocket } from "./chat-socket.js";
 
 const room = document.getElementById("room");
 const input = document.getElementById("chat-message-input");
@@ -31,12 +31,7 @@ function showState(state, detail) {
   // Typing goes on while offline; sending waits for the connection.
   submit.disabled = state !== "open";
   if (state === "closed") {
-    showError({
-      message:
-        detail.code === CLOSE_LOGGED_OUT
-          ? "You logged out in another window. Reload the page to chat again."
-          : "The server closed the connection. Reload the page to try again.",
-    });
+    showError({ message: detail.reason });
   }
 }
 
