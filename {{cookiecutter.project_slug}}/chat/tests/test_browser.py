@@ -365,23 +365,27 @@ class ChatInTheBrowserTests(BrowserTestCase):
         assert alice.find_element(By.ID, "connection-state").text == "Reconnecting…"
         assert not alice.find_element(By.ID, "chat-message-submit").is_enabled()
         self.screenshot(alice, "chat-room-reconnecting.png", phone=False, on_screen=())
-        # Posted while the page is away (as another server process would): the page
-        # must fetch it after reconnecting.
+        # Posted while the page is away (as another server process would), more than
+        # the history a new connection gets: the oldest ones reach the page only
+        # through its {"action": "history", "after": <last id>} request.
         room = services.room_get_or_create(name="relay")
-        services.message_create(room=room, author=None, text="sent while you were away")
+        missed = [f"missed {n}" for n in range(1, settings.CHAT_HISTORY_LENGTH + 11)]
+        for text in missed:
+            services.message_create(room=room, author=None, text=text)
 
         self.start_live_server(port=self._port)
         for browser in (alice, bob):
             self.wait_for_state(browser, "open", timeout=RECONNECT_SECONDS)
-        self.wait_for_text(alice, "sent while you were away")
+        self.wait(alice).until(
+            lambda driver: len(self.read_log(driver)) == 1 + len(missed),
+            "the page did not fetch every message it missed",
+        )
         self.send(alice, "after the reconnect")
         self.wait_for_text(bob, "after the reconnect")
 
-        assert [m["text"] for m in self.read_log(alice)] == [
-            "before the drop",
-            "sent while you were away",
-            "after the reconnect",
-        ]
+        expected = ["before the drop", *missed, "after the reconnect"]
+        assert [m["text"] for m in self.read_log(alice)] == expected
+        assert [m["text"] for m in self.read_log(bob)] == expected
         assert alice.find_element(By.ID, "connection-state").text == "Connected"
         # While the server was down the browser logged failed connection attempts.
         self.assert_no_console_errors(alice, allowed=("WebSocket connection to",))
