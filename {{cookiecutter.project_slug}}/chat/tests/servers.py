@@ -434,6 +434,31 @@ class RedisServer(Process):
             client.close()
 
 
+class RedisSentinel(Process):
+    """A private Redis Sentinel (``redis-server --sentinel``) watching ``master``
+    under the name ``master_name``; ready once it names the master's address."""
+
+    def __init__(self, master: RedisServer, log_dir: Path, master_name: str = "mymaster") -> None:
+        self.master_name = master_name
+        self.port = free_port()
+        config = log_dir / f"sentinel-{self.port}.conf"
+        config.write_text(
+            f"port {self.port}\nbind {LOOPBACK}\ndir {log_dir}\n"
+            f"sentinel monitor {master_name} {LOOPBACK} {master.port} 1\n"
+        )
+        command = [master.args[0], str(config), "--sentinel"]
+        super().__init__(f"sentinel-{self.port}", command, master.env, log_dir)
+
+    def is_ready(self) -> bool:
+        client = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=1)
+        try:
+            return bool(client.sentinel_get_master_addr_by_name(self.master_name))
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+
 class ChatClient:
     """A chat member on a real WebSocket (the websockets library's sync client).
 
@@ -466,7 +491,7 @@ class ChatClient:
             data = self.ws.recv(timeout=timeout)
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
-        raise AssertionError(f"expected the socket to close, got a frame: {data}")
+        raise AssertionError(f"expected the socket to close, got a frame: {data!r}")
 
 
 @contextlib.contextmanager

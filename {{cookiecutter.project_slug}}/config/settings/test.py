@@ -8,12 +8,13 @@ https://docs.djangoproject.com/en/5.2/topics/testing/overview/
 
 import os
 import secrets
+from typing import Any, cast
 
 from config.channel_layers import channel_layers
-from config.env import env_str
+from config.env import env_list, env_str
 
 from .base import *  # noqa: F403 - the shared settings, changed below by name
-from .base import CACHES, DATABASES, REDIS_URL
+from .base import CACHES, DATABASES, REDIS_URL, TEMPLATES
 
 # A fixed key for tests only; production reads DJANGO_SECRET_KEY and refuses to start without.
 SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105  # nosec B105
@@ -24,6 +25,10 @@ ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 WEBSOCKET_ALLOW_LOCALHOST = True
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Template debugging on: coverage.py's Django template plugin measures templates only
+# with it (pyproject.toml, [tool.coverage.run]).
+cast("dict[str, Any]", TEMPLATES[0]["OPTIONS"])["debug"] = True
 
 # One id per test run, shared with the subprocesses the run starts (a live server
 # re-imports these settings): it names the test database and the Redis key prefix.
@@ -41,8 +46,13 @@ DATABASES["default"]["TEST"] = {
 
 CACHES["default"]["KEY_PREFIX"] = f"testcache{TEST_RUN_ID}"
 
+# CHANNEL_LAYER_KIND picks the Redis layer (redis or redis_pubsub): the services tier
+# runs its servers on both. The Sentinel variables work here as in base.py.
 CHANNEL_LAYERS = channel_layers(
     redis_url=REDIS_URL,
     kind=env_str("CHANNEL_LAYER_KIND", "{{ cookiecutter.channel_layer }}"),
     prefix=f"test{TEST_RUN_ID}",
+    sentinel_hosts=env_list("REDIS_SENTINEL_HOSTS"),
+    sentinel_master=env_str("REDIS_SENTINEL_MASTER", "mymaster"),
+    sentinel_password=env_str("REDIS_SENTINEL_PASSWORD"),
 )

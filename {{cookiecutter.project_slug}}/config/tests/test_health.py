@@ -1,6 +1,11 @@
+import socket
 from unittest import mock
 
 import pytest
+from django.test import override_settings
+
+from chat.tests.servers import AsgiServer, free_port, running, server_env
+from config.channel_layers import REDIS_BACKENDS, channel_layers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,3 +37,37 @@ def test_readyz_reports_a_failed_database(client):
         response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == "fail"
+
+
+# A Redis that is down, or that accepts connections and never answers: readiness says
+# so within its check timeout, and the request does not hang (the test client would).
+
+
+@pytest.fixture
+def silent_redis_url():
+    """A port that accepts connections (the kernel's backlog) but never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+
+
+@pytest.mark.parametrize("kind", sorted(REDIS_BACKENDS))
+@pytest.mark.parametrize("redis", ["down", "silent"])
+def test_readyz_reports_a_redis_that_is_down_or_silent(client, kind, redis, silent_redis_url):
+    url = f"redis://127.0.0.1:{free_port()}/0" if redis == "down" else silent_redis_url
+    with override_settings(CHANNEL_LAYERS=channel_layers(redis_url=url, kind=kind)):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "channel_layer": "fail"}
+
+
+def test_a_real_server_reports_an_unreachable_database(tmp_path):
+    """On a running daphne: alive (/healthz), not ready (/readyz) while its database
+    does not answer."""
+    nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
+    env = server_env(database_url=nowhere, redis_url="")
+    with running(AsgiServer("web", env, tmp_path)) as (web,):
+        assert web.get("/healthz") == (200, {"status": "ok"})
+        status, body = web.get("/readyz")
+    assert (status, body["checks"]) == (503, {"database": "fail", "channel_layer": "ok"})
