@@ -141,7 +141,9 @@ def test_a_job_right_after_failing_ones_is_still_done(clusters, kind):
         # this one command), so that the test sends the job itself.
         env = {**cluster.env, "CHAT_MODERATION_ENABLED": "false"}
         posted = manage(["chat_post", name, "cheap spam"], env)
-        message_id = int(re.search(r"Posted message (\d+)", posted)[1])
+        posted_id = re.search(r"Posted message (\d+)", posted)
+        assert posted_id, posted
+        message_id = int(posted_id[1])
         assert [client.frame("message")["id"] for client in (ann, bob)] == [message_id] * 2
         send_jobs(
             kind,
