@@ -193,7 +193,7 @@ def png_size_and_colours(data: bytes) -> tuple[int, int, int]:
         line = _unfilter(
             raw[start], bytearray(raw[start + 1 : start + 1 + stride]), previous, channels
         )
-        colours.update(bytes(line[x : x + channels]) for x in range(0, stride, channels))
+        colours.update(struct.iter_unpack(f"{channels}s", line))
         previous = line
     return width, height, len(colours)
 
