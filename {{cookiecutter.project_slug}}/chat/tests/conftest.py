@@ -187,7 +187,7 @@ def png_size_and_colours(data: bytes) -> tuple[int, int, int]:
     raw = zlib.decompress(bytes(idat))
     stride = width * channels
     previous = bytearray(stride)
-    colours: set[bytes] = set()
+    colours: set[tuple[bytes, ...]] = set()
     for row in range(height):
         start = row * (stride + 1)
         line = _unfilter(
