@@ -19,7 +19,7 @@ class InvalidRoomName(ValueError):
     """The text cannot name a room."""
 
 
-def validate_room_name(name: str) -> str:
+def validate_room_name(name: object) -> str:
     """Return the name unchanged if it may name a room, else raise InvalidRoomName."""
     if not isinstance(name, str) or not ROOM_NAME_RE.fullmatch(name):
         raise InvalidRoomName(

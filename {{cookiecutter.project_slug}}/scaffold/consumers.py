@@ -147,10 +147,10 @@ def insert_import(source: str, line: str) -> str:
     if not imports:
         raise ScaffoldError("the routing module has no imports to place the consumer's after")
     lines = source.splitlines(keepends=True)
-    first_party = [node for node in imports if node.module.split(".")[0] != "django"]
+    first_party = [node for node in imports if (node.module or "").split(".")[0] != "django"]
     anchor = None
     for node in first_party:
-        if node.module > module:
+        if (node.module or "") > module:
             anchor = node.lineno - 1
             break
     if anchor is None:
