@@ -96,8 +96,43 @@ def run(
     )
 
 
+# Variables that choose a generated project's services; a test passes them explicitly
+# (services_tier_env), so none leaks in from the developer's shell.
+SERVICE_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CHANNEL_LAYER_KIND",
+    "REDIS_SENTINEL_HOSTS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_SENTINEL_PASSWORD",
+)
+# The machine's services for the services tier (.ci/run exports them), and the
+# variables the generated project reads them from.
+SERVICES_TIER_SOURCES = {"TEST_DATABASE_URL": "DATABASE_URL", "TEST_REDIS_URL": "REDIS_URL"}
+
+
 def project_env() -> dict[str, str]:
     """The environment a generated project's commands run in: ours, minus anything
     that would point it at another project's virtualenv or services."""
     drop = ("VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE", "PYTHONPATH", "TEST_RUN_ID")
+    drop += SERVICE_VARIABLES
     return {key: value for key, value in os.environ.items() if key not in drop}
+
+
+def services_tier_env() -> tuple[dict[str, str], list[str]]:
+    """``DATABASE_URL`` and ``REDIS_URL`` for a generated suite's services tier, from
+    ``TEST_DATABASE_URL`` and ``TEST_REDIS_URL``; and the names of those that are unset.
+
+    Each generated suite gives its run a fresh ``TEST_RUN_ID`` (project_env drops ours),
+    which names its test database and prefixes its Redis keys, so runs that share
+    these services do not see each other's data. (Not quite: the Pub/Sub layer does
+    not prefix the worker's channel name, so concurrent runs' workers on that layer
+    hear each other's jobs; the generated docs/scaling.md says so.)
+    """
+    env = {
+        target: os.environ[source]
+        for source, target in SERVICES_TIER_SOURCES.items()
+        if os.environ.get(source)
+    }
+    unset = [source for source in SERVICES_TIER_SOURCES if not os.environ.get(source)]
+    return env, unset

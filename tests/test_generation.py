@@ -3,17 +3,23 @@ its own test suite."""
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from tests.generation import (
     ALL_COMBINATIONS,
     COVERING_COMBINATIONS,
+    SERVICES_TIER_SOURCES,
+    TEMPLATE_DIR,
     UNRENDERED,
     combo_id,
     generate,
     run,
+    services_tier_env,
     text_files,
     tool,
 )
@@ -80,6 +86,87 @@ def test_generated_project_passes_its_own_tests(combo, tmp_path, uv_path):
     result = run([uv_path, "run", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+    # With no services the services tier is skipped, and the summary says why.
+    assert SERVICES_SKIPPED.search(result.stdout), result.stdout[-5000:]
+
+
+# A services-tier module's skip line in pytest's -ra summary, naming the variable.
+SERVICES_SKIPPED = re.compile(
+    r"^SKIPPED \[\d+\] chat/tests/test_cross_process\.py:\d+: services tier: REDIS_URL unset",
+    re.M,
+)
+# The services tier's own modules: each of their tests must have run and passed.
+SERVICES_MODULES = ("chat.tests.test_cross_process", "chat.tests.test_faults")
+SERVICES_TIER_TIMEOUT = 1800
+
+
+def junit_outcomes(report: Path) -> dict[str, tuple[str, str]]:
+    """Each test of a pytest JUnit report: its outcome and, if skipped, the reason."""
+    outcomes = {}
+    tree = ElementTree.parse(report)  # noqa: S314 - the report our own pytest run wrote
+    for case in tree.iter("testcase"):
+        name = f"{case.get('classname')}::{case.get('name')}"
+        outcome, reason = "passed", ""
+        for kind in ("failure", "error", "skipped"):
+            element = case.find(kind)
+            if element is not None:
+                outcome, reason = kind, element.get("message", "")
+        outcomes[name] = (outcome, reason)
+    return outcomes
+
+
+@pytest.mark.slow
+# One run at a time: each starts up to seven processes, and the Pub/Sub layer's worker
+# channel is not prefixed, so two runs' workers on one Redis would hear each other.
+@pytest.mark.xdist_group("services")
+@pytest.mark.parametrize("combo", COVERING_COMBINATIONS, ids=combo_id)
+def test_generated_project_passes_its_services_tier(combo, tmp_path, uv_path):
+    """The generated suite on PostgreSQL and Redis: the same tests, plus the services
+    tier (many processes, faults). The browser tier is test_browser_tier.py's."""
+    env, unset = services_tier_env()
+    if unset:
+        pytest.skip(f"services tier not run: {' and '.join(unset)} unset (.ci/run exports them)")
+    root = generate(tmp_path, **combo)
+    sync = run([uv_path, "sync", "--quiet"], cwd=root)
+    assert sync.returncode == 0, sync.stderr
+    report = tmp_path / "services.xml"
+    started = time.monotonic()
+    pytest_args = ["-q", "-p", "no:cacheprovider", "-m", "not browser", f"--junitxml={report}"]
+    result = run(
+        [uv_path, "run", "pytest", *pytest_args],
+        cwd=root,
+        env=env,
+        timeout=SERVICES_TIER_TIMEOUT,
+    )
+    elapsed = time.monotonic() - started
+    output = result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.returncode == 0, output
+    outcomes = junit_outcomes(report)
+    tier_skips = [name for name, (_, reason) in outcomes.items() if "services tier" in reason]
+    assert tier_skips == [], output
+    tier = {
+        name: outcome
+        for name, (outcome, _) in outcomes.items()
+        if name.startswith(SERVICES_MODULES)
+    }
+    assert tier, output
+    assert set(tier.values()) == {"passed"}, tier
+    summary = next(line for line in reversed(result.stdout.splitlines()) if " passed" in line)
+    print(f"services tier ({combo_id(combo)}): {elapsed:.0f} s; {summary}")
+
+
+def test_ci_exports_the_services_tier_variables():
+    """.ci/run checks both services answer (starting one that does not), then exports
+    the URLs the services-tier tests read."""
+    script = (TEMPLATE_DIR / ".ci" / "run").read_text()
+    exports = dict(re.findall(r'^export (TEST_\w+_URL)="([^"]+)"$', script, re.M))
+    assert exports == {
+        "TEST_DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+        "TEST_REDIS_URL": "redis://127.0.0.1:6379/0",
+    }
+    assert set(exports) == set(SERVICES_TIER_SOURCES)
+    checked = max(script.rindex("pg_isready -h 127.0.0.1"), script.rindex("redis-cli -h 127.0.0.1"))
+    assert checked < script.index("export TEST_DATABASE_URL")
 
 
 def test_default_project_name_gives_a_valid_slug(tmp_path):

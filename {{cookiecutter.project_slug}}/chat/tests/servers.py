@@ -7,9 +7,10 @@ set; when they are set but do not answer, the run stops with an error instead.
 
 The processes, each on a free loopback port with bounded waits and its output in a
 log file that failures quote: ``AsgiServer`` (daphne serving
-``config.asgi:application``), ``Worker`` (``manage.py runworker``) and ``RedisServer``
-(a private ``redis-server``, for tests that stop it). ``running()`` starts a set
-together and always stops them::
+``config.asgi:application``), ``Worker`` (``manage.py runworker``), ``RedisServer``
+(a private ``redis-server``, for tests that stop it) and ``RedisSentinel``.
+``running()`` starts a set together and always stops them; ``chat_client()`` joins a
+room over a real WebSocket::
 
     def test_something(servers_database, tmp_path):
         env = server_env(database_url=servers_database, redis_url=settings.REDIS_URL)
