@@ -313,7 +313,7 @@ class Process:
 class AsgiServer(Process):
     """daphne serving ``config.asgi:application``, on a socket bound here to a free
     port and handed over (``--fd``): no other program can take the port in between.
-    ``args`` are more daphne options."""
+    ``args`` are more daphne options. Each ``start()`` binds a new port."""
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, *args: str) -> None:
         super().__init__(name, [sys.executable, "-m", "daphne", *args], env, log_dir)
