@@ -23,8 +23,9 @@ from chat.rooms import user_group_name, validate_room_name
 logger = logging.getLogger(__name__)
 
 ANONYMOUS_NAME = "anonymous"
-# The worker's channel: ``manage.py runworker chat-worker`` consumes it.
-WORKER_CHANNEL = "chat-worker"
+# The worker's channel (CHAT_WORKER_CHANNEL, "chat-worker" unless set):
+# ``manage.py runworker chat-worker`` consumes it.
+WORKER_CHANNEL = settings.CHAT_WORKER_CHANNEL
 
 Author = AbstractBaseUser | AnonymousUser | None
 

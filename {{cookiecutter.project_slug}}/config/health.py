@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -32,15 +34,24 @@ def check_database() -> None:
         cursor.fetchone()
 
 
+# One readiness channel per process and layer, reused: a new channel per check would
+# leave a subscription behind on every call with the Pub/Sub layer. A lock keeps two
+# concurrent checks from reading each other's ping.
+_readiness: dict[str, Any] = {"layer": None, "channel": None, "lock": None}
+
+
 async def check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("readyz.")
-    await layer.send(channel, {"type": "readyz.ping"})
-    message = await layer.receive(channel)
-    if message.get("type") != "readyz.ping":
-        raise RuntimeError("channel layer returned another message")
+    if _readiness["layer"] is not layer:
+        _readiness.update(layer=layer, channel=await layer.new_channel(), lock=asyncio.Lock())
+    token = secrets.token_hex(8)
+    async with _readiness["lock"]:
+        await layer.send(_readiness["channel"], {"type": "readyz.ping", "token": token})
+        # A ping left over from a check that timed out may arrive first: skip it.
+        while (await layer.receive(_readiness["channel"])).get("token") != token:
+            pass
 
 
 async def readyz(request: HttpRequest) -> JsonResponse:

@@ -68,7 +68,8 @@ FRAME_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 3
 POLL_INTERVAL = 0.05
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL")
-WORKER_CHANNEL = "chat-worker"
+# This run's worker channel (config/settings/test.py names it after TEST_RUN_ID).
+WORKER_CHANNEL = settings.CHAT_WORKER_CHANNEL
 
 P = TypeVar("P", bound="Process")
 

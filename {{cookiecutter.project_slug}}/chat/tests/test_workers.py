@@ -103,10 +103,15 @@ async def test_the_consumer_queues_a_job_for_each_new_message(channel_layer, mak
     ann = make_communicator("/ws/chat/lobby/")
     assert (await ann.connect(timeout=TIMEOUT))[0]
     await ann.receive_json_from(timeout=TIMEOUT)
+    # Spy on the send rather than receive the job: on the Pub/Sub layer a job published
+    # before anyone listens is gone, and a shared Redis may carry other runs' jobs.
+    sent_jobs = mock.AsyncMock(side_effect=channel_layer.send)
     try:
-        await ann.send_json_to({"message": "hello"})
-        sent = await ann.receive_json_from(timeout=TIMEOUT)
-        job = await channel_layer.receive(services.WORKER_CHANNEL)
-        assert job == {"type": "chat.moderate", "message_id": sent["id"]}
+        with mock.patch.object(channel_layer, "send", new=sent_jobs):
+            await ann.send_json_to({"message": "hello"})
+            sent = await ann.receive_json_from(timeout=TIMEOUT)
+        sent_jobs.assert_awaited_once_with(
+            services.WORKER_CHANNEL, {"type": "chat.moderate", "message_id": sent["id"]}
+        )
     finally:
         await ann.disconnect()

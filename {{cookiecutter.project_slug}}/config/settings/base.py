@@ -123,16 +123,21 @@ CHANNEL_LAYERS = channel_layers(
     sentinel_password=env_str("REDIS_SENTINEL_PASSWORD"),
 )
 
-# The cache counts each user's open sockets across processes: Redis when REDIS_URL is
-# set (a separate key prefix from the channel layer's), else this process's memory.
+# The cache counts each user's open sockets across processes: in Redis (CACHE_REDIS_URL,
+# by default REDIS_URL, under its own key prefix), else in this process's memory. With
+# Sentinel, REDIS_URL's host is the master's name, which the cache cannot resolve: set
+# CACHE_REDIS_URL to a Redis it can reach, or the cap is counted per process.
+CACHE_REDIS_URL = env_str(
+    "CACHE_REDIS_URL", "" if env_list("REDIS_SENTINEL_HOSTS") else REDIS_URL
+)
 CACHES = {
     "default": (
         {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            "LOCATION": CACHE_REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "cache"),
         }
-        if REDIS_URL
+        if CACHE_REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
@@ -189,6 +194,10 @@ CHAT_RATE_LIMIT_STRIKES = 50
 CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", default=20)
 # Messages a member receives when joining a room, and at most per resync.
 CHAT_HISTORY_LENGTH = 50
+# The channel the moderation worker listens on (manage.py runworker chat-worker).
+# Channels named like this are not prefixed by the Pub/Sub layer: projects sharing a
+# Redis need different names.
+CHAT_WORKER_CHANNEL = env_str("CHAT_WORKER_CHANNEL", "chat-worker")
 # Send every new message to the moderation worker (manage.py runworker chat-worker).
 # The worker is another process, so this is on only when a Redis layer is configured.
 CHAT_MODERATION_ENABLED = env_bool("CHAT_MODERATION_ENABLED", default=bool(REDIS_URL))

@@ -56,3 +56,7 @@ CHANNEL_LAYERS = channel_layers(
     sentinel_master=env_str("REDIS_SENTINEL_MASTER", "mymaster"),
     sentinel_password=env_str("REDIS_SENTINEL_PASSWORD"),
 )
+
+# The Pub/Sub layer does not prefix named channels: name this run's worker channel
+# after the run, so runs sharing one Redis never take each other's jobs.
+CHAT_WORKER_CHANNEL = f"chat-worker-{TEST_RUN_ID}"
