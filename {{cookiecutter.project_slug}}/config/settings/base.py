@@ -127,9 +127,7 @@ CHANNEL_LAYERS = channel_layers(
 # by default REDIS_URL, under its own key prefix), else in this process's memory. With
 # Sentinel, REDIS_URL's host is the master's name, which the cache cannot resolve: set
 # CACHE_REDIS_URL to a Redis it can reach, or the cap is counted per process.
-CACHE_REDIS_URL = env_str(
-    "CACHE_REDIS_URL", "" if env_list("REDIS_SENTINEL_HOSTS") else REDIS_URL
-)
+CACHE_REDIS_URL = env_str("CACHE_REDIS_URL", "" if env_list("REDIS_SENTINEL_HOSTS") else REDIS_URL)
 CACHES = {
     "default": (
         {
