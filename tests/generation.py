@@ -119,7 +119,7 @@ def project_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in drop}
 
 
-def services_tier_env() -> tuple[dict[str, str], list[str]]:
+def services_tier_env(combo: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """``DATABASE_URL`` and ``REDIS_URL`` for a generated suite's services tier, from
     ``TEST_DATABASE_URL`` and ``TEST_REDIS_URL``; and the names of those that are unset.
 
@@ -135,4 +135,11 @@ def services_tier_env() -> tuple[dict[str, str], list[str]]:
         if os.environ.get(source)
     }
     unset = [source for source in SERVICES_TIER_SOURCES if not os.environ.get(source)]
+    if combo is not None:
+        # The project's own choices: its layer kind in and across processes, and for
+        # SQLite projects no DATABASE_URL, so that path runs on real SQLite files.
+        env["CHANNEL_LAYER_KIND"] = env["SERVICES_LAYER_KINDS"] = combo["channel_layer"]
+        if combo["database"] == "sqlite":
+            env.pop("DATABASE_URL", None)
+            unset = [name for name in unset if name != "TEST_DATABASE_URL"]
     return env, unset

@@ -56,7 +56,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from config.env import env_str
+from config.env import env_list, env_str
 
 LOOPBACK = "127.0.0.1"
 # Bounded waits, in seconds. Start-up allows for importing Django on a busy 2-core box.
@@ -68,6 +68,9 @@ FRAME_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 3
 POLL_INTERVAL = 0.05
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL")
+# The Redis layer kinds the multi-process tests run their servers on: both unless
+# SERVICES_LAYER_KINDS names some (the template's CI runs each project's own kind).
+LAYER_KINDS = tuple(env_list("SERVICES_LAYER_KINDS", "redis,redis_pubsub"))
 # This run's worker channel (config/settings/test.py names it after TEST_RUN_ID).
 WORKER_CHANNEL = settings.CHAT_WORKER_CHANNEL
 

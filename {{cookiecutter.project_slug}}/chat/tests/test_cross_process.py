@@ -23,6 +23,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from chat.tests.servers import (
+    LAYER_KINDS,
     WORKER_CHANNEL,
     AsgiServer,
     ChatClient,
@@ -37,7 +38,6 @@ from conftest import report_figure
 
 pytestmark = pytest.mark.services("REDIS_URL")
 
-KINDS = ("redis", "redis_pubsub")
 # How long the idle socket must stay open and usable, in seconds.
 IDLE_SECONDS = 60
 
@@ -63,7 +63,7 @@ def clusters(servers_database, tmp_path_factory) -> Iterator[dict[str, Cluster]]
     """Per layer kind: two servers and a worker, plus a socket left idle from the start."""
     log_dir = tmp_path_factory.mktemp("cluster")
     trios = {}
-    for kind in KINDS:
+    for kind in LAYER_KINDS:
         env = server_env(
             database_url=servers_database, redis_url=settings.REDIS_URL, layer_kind=kind
         )
@@ -99,7 +99,7 @@ def send_jobs(kind: str, jobs: list[dict[str, Any]]) -> None:
     asyncio.run(send())
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", LAYER_KINDS)
 def test_clients_on_two_servers_receive_each_others_messages(clusters, kind):
     cluster = clusters[kind]
     name = room("two-servers")
@@ -117,7 +117,7 @@ def test_clients_on_two_servers_receive_each_others_messages(clusters, kind):
         assert [m["id"] for m in carol.history] == [first[0]["id"], second[0]["id"]]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", LAYER_KINDS)
 def test_the_worker_does_jobs_and_both_servers_hear_the_result(clusters, kind):
     cluster = clusters[kind]
     name = room("worker")
@@ -132,7 +132,7 @@ def test_the_worker_does_jobs_and_both_servers_hear_the_result(clusters, kind):
         assert message_id not in [m["id"] for m in carol.history]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", LAYER_KINDS)
 def test_a_job_right_after_failing_ones_is_still_done(clusters, kind):
     cluster = clusters[kind]
     name = room("failing-jobs")
@@ -159,7 +159,7 @@ def test_a_job_right_after_failing_ones_is_still_done(clusters, kind):
     assert "moderation job failed" in cluster.worker.log()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", LAYER_KINDS)
 def test_both_servers_are_ready_while_sockets_are_open(clusters, kind):
     cluster = clusters[kind]
     # The idle socket is open on web1; open one on web2 as well.
@@ -170,7 +170,7 @@ def test_both_servers_are_ready_while_sockets_are_open(clusters, kind):
             assert (status, body["checks"]) == (200, {"database": "ok", "channel_layer": "ok"})
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", LAYER_KINDS)
 def test_an_idle_socket_stays_open_and_usable_for_a_minute(clusters, kind):
     cluster = clusters[kind]
     idle = cluster.idle

@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from chat.protocol import CLOSE_UNAVAILABLE
 from chat.tests.servers import (
+    LAYER_KINDS,
     FRAME_TIMEOUT,
     AsgiServer,
     RedisServer,
@@ -30,7 +31,6 @@ from chat.tests.servers import (
 )
 from conftest import report_figure
 
-KINDS = ("redis", "redis_pubsub")
 
 
 def room(label: str) -> str:
@@ -42,7 +42,7 @@ def since(start: float) -> str:
 
 
 @pytest.mark.services("REDIS_URL")
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", LAYER_KINDS)
 def test_a_redis_outage_is_survived(kind, servers_database, tmp_path):
     observed = []
     redis_server = RedisServer(tmp_path)
