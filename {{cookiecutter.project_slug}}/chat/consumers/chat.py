@@ -18,6 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import selectors, services
+from chat.consumers.dispatch import FastDispatchMixin
 from chat.consumers.faults import LayerFaultsMixin
 from chat.consumers.guards import GuardsMixin
 from chat.models import Room
@@ -37,8 +38,10 @@ from chat.protocol import (
 from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, user_group_name, validate_room_name
 
 
-class ChatConsumer(LayerFaultsMixin, GuardsMixin, AsyncWebsocketConsumer):
+class ChatConsumer(LayerFaultsMixin, GuardsMixin, FastDispatchMixin, AsyncWebsocketConsumer):
     room: Room | None = None
+    # Events whose handlers below only send a frame or close: no ORM call.
+    forward_events = frozenset({"chat.message", "chat.moderated", "chat.typing", "chat.logout"})
 
     async def connect(self) -> None:
         try:

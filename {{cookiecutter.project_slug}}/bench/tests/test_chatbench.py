@@ -1,0 +1,149 @@
+"""chatbench, run for a moment on the servers it starts: it must produce sane
+figures (deliveries counted, no loss, latencies ordered, ratios to the bare
+reference). Never a timing threshold: how fast this machine is says nothing
+about the code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from django.conf import settings
+
+from bench import chatbench
+
+# A short run of every mode: a few clients, half a second per measurement.
+SHORT = ["--clients", "4", "--senders", "2", "--duration", "0.5", "--rate", "200"]
+SHORT += ["--storm", "20", "--idle", "20"]
+
+
+def run(tmp_path, *args: str) -> tuple[dict, list[dict], str]:
+    """Run chatbench; its meta line, its rows and its printed table."""
+    out = tmp_path / "bench.jsonl"
+    assert chatbench.main([*SHORT, "--jsonl", str(out), *args]) == 0
+    meta, *rows = (json.loads(line) for line in out.read_text().splitlines())
+    return meta, rows, chatbench.table(rows)
+
+
+def rows_of(rows: list[dict], mode: str, server: str) -> list[dict]:
+    found = [r for r in rows if r["mode"] == mode and r["server"] == server]
+    assert found, f"no {mode} row for {server}"
+    return found
+
+
+def assert_sane_broadcasts(row: dict) -> None:
+    assert row["connected"] == row["clients"]
+    assert row["failed_connects"] == 0
+    assert row["sent"] >= 1
+    # Every member got every message: C deliveries per broadcast, none lost.
+    assert row["deliveries"] == row["sent"] * row["clients"]
+    assert row["loss"] == 0
+    assert row["refused"] == 0
+    assert row["deliveries_per_s"] > 0
+    assert 0 <= row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    if row["server_cpu_us_per_delivery"] is not None:
+        assert row["server_cpu_us_per_delivery"] > 0
+        assert row["server_rss_mb"] > 0
+
+
+def assert_sane(rows: list[dict], server: str, *, groups_visible: bool) -> None:
+    for mode in ("saturate", "open"):
+        for row in rows_of(rows, mode, server) + rows_of(rows, mode, "bare"):
+            assert_sane_broadcasts(row)
+    for row in rows_of(rows, "saturate", server):
+        ratios = row["x_bare"]
+        assert set(ratios) >= {"deliveries_per_s", "server_cpu_us_per_delivery", "p99_ms"}
+        assert all(math.isfinite(v) and v > 0 for v in ratios.values())
+    for row in rows_of(rows, "storm", server) + rows_of(rows, "storm", "bare"):
+        assert (row["connected"], row["failed_connects"], row["delivered"]) == (20, 0, 20)
+    for row in rows_of(rows, "storm", server):
+        # Everyone left: the layer's group is empty again (None: in-process layer).
+        assert row["left_in_group"] == (0 if groups_visible else None)
+    for row in rows_of(rows, "idle", server) + rows_of(rows, "idle", "bare"):
+        assert row["connected"] == 20
+        assert math.isfinite(row["kb_per_connection"])
+        assert row["server_rss_mb"] > 0
+
+
+def test_marks_survive_any_frame_format():
+    text = chatbench.message_text(7, 42, 123456789, 64)
+    assert len(text) == 64
+    for frame in (
+        json.dumps({"type": "message", "id": 1, "message": text}),
+        json.dumps({"message": text}),
+    ):
+        assert chatbench.parse_mark(frame) == (7, 42, 123456789)
+    assert chatbench.parse_mark('{"type": "history", "messages": []}') is None
+
+
+def test_the_procfile_command_is_served_on_the_handed_over_socket():
+    args = chatbench.server_args(
+        "daphne --proxy-headers -b 0.0.0.0 -p $PORT --ping-interval 20 config.asgi:application",
+        7,
+        chatbench.TUTORIAL_APP,
+    )
+    assert args[1:] == [
+        "-m",
+        "daphne",
+        "--proxy-headers",
+        "--ping-interval",
+        "20",
+        "--fd",
+        "7",
+        "bench.tutorial:application",
+    ]
+    uvicorn = chatbench.server_args(
+        "uvicorn --host 0.0.0.0 --port=8000 config.asgi:application", 3, chatbench.PROJECT_APP
+    )
+    assert uvicorn[1:] == ["-m", "uvicorn", "--fd", "3", "config.asgi:application"]
+    assert chatbench.procfile_command().split()[-1] == chatbench.PROJECT_APP
+
+
+def test_ratios_are_ours_over_bare_and_missing_figures_print_na():
+    rows = [
+        {"mode": "saturate", "server": "bare", "label": "bare", "clients": 10,
+         "deliveries_per_s": 1000.0, "p99_ms": 2.0, "server_cpu_us_per_delivery": 5.0},
+        {"mode": "saturate", "server": "project", "label": "project", "clients": 10,
+         "deliveries_per_s": 400.0, "p99_ms": 4.0, "server_cpu_us_per_delivery": None},
+    ]  # fmt: skip
+    chatbench.add_ratios(rows)
+    assert rows[1]["x_bare"] == {"deliveries_per_s": 0.4, "p99_ms": 2.0}
+    text = chatbench.table(rows)
+    assert "400 (0.40x)" in text
+    assert "4.0 (2.00x)" in text
+    assert "n/a" in text
+
+
+def test_latency_percentiles():
+    figures = chatbench.latency_figures(chatbench.array("q", [i * 10**6 for i in range(1, 101)]))
+    assert figures == {"p50_ms": 50.0, "p99_ms": 99.0, "max_ms": 100.0}
+    assert chatbench.latency_figures(chatbench.array("q"))["p99_ms"] is None
+
+
+def test_a_short_run_on_the_embedded_layer(tmp_path):
+    meta, rows, table = run(tmp_path, "--target", "project,tutorial")
+    assert meta["layer"] == "memory"
+    assert meta["machine"]["cores"] >= 1
+    assert_sane(rows, "project", groups_visible=False)
+    assert_sane(rows, "tutorial", groups_visible=False)
+    for mode in ("saturate", "open", "storm", "idle"):
+        assert f"\n{mode}\n" in table
+    assert "x)" in table  # ratios to the bare reference are printed
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.parametrize("kind", ["redis", "redis_pubsub"])
+def test_a_short_run_on_redis_across_two_processes(kind, tmp_path, servers_database):
+    meta, rows, _ = run(
+        tmp_path,
+        *("--layer", kind, "--redis-url", settings.REDIS_URL, "--processes", "1,2"),
+        *("--database-url", servers_database),
+    )
+    assert meta["layer"] == kind
+    assert_sane(rows, "project", groups_visible=True)
+    two = [r for r in rows if r["server"] == "project" and r["processes"] == 2]
+    assert {r["mode"] for r in two} == {"saturate", "open", "storm", "idle"}
+    for row in two:
+        assert row["label"] == "project x2"

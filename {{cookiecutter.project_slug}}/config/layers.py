@@ -1,0 +1,236 @@
+"""The channel layers ``config/channel_layers.py`` configures: Channels' and
+channels-redis' own, changed where they cost the chat correctness or speed.
+
+Each keeps the behaviour the Channels docs describe (the same messages reach the
+same channels); what changed, and why, is measured in docs/benchmark.md.
+
+- ``InMemoryChannelLayer`` (no ``REDIS_URL``): the stock layer looks through every
+  channel and group for expired messages on each receive and each group send, and
+  starts a task per member to send a group message, so a broadcast to C members
+  costs C x C checks. Here expired messages are swept at most once a second (they
+  live a minute), and a group message is copied once and put straight on each
+  member's queue.
+- ``RedisChannelLayer``: one task per process reads the process's messages from
+  Redis and hands each to its channels' queues, where the stock layer has every
+  consumer compete for a lock through two new tasks per message (about half the
+  server's CPU per delivery at 100 members). Its Redis connections come from a
+  pool that waits (up to ``POOL_TIMEOUT``) for a free connection rather than
+  failing once ``POOL_MAX_CONNECTIONS`` are in use: with the stock pool, 1,000
+  sockets opening at once got HTTP 500 (redis-py's ``MaxConnectionsError`` inside
+  ``group_add``) and sockets closing at once left their group memberships behind.
+https://channels.readthedocs.io/en/stable/topics/channel_layers.html
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from copy import deepcopy
+from typing import Any
+
+from channels import layers
+from channels_redis import core
+from redis import asyncio as aioredis
+
+# Redis connections one server process opens at most for RedisChannelLayer, and
+# seconds a command waits for one of them before it fails.
+POOL_MAX_CONNECTIONS = 50
+POOL_TIMEOUT = 10
+# Seconds between two sweeps: of expired messages in the in-memory layer, of empty
+# queues nobody waits on in RedisChannelLayer.
+SWEEP_INTERVAL = 1.0
+
+
+class InMemoryChannelLayer(layers.InMemoryChannelLayer):
+    """Channels' in-memory layer without the per-message sweep and tasks."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.swept = float("-inf")
+
+    def _clean_expired(self) -> None:
+        now = self.clock()
+        if now - self.swept >= SWEEP_INTERVAL:
+            self.swept = now
+            super()._clean_expired()
+
+    def queue(self, channel: str) -> asyncio.Queue:
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+        return queue
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self.require_valid_channel_name(channel)
+        self._clean_expired()
+        queue = self.queue(channel)
+        try:
+            _, message = await queue.get()
+        finally:
+            # An empty queue is dropped, as in the stock layer: a closed consumer's
+            # channel must not keep one.
+            if queue.empty():
+                self.channels.pop(channel, None)
+        return message
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if not isinstance(message, dict):
+            raise TypeError("Message is not a dict")
+        self.require_valid_group_name(group)
+        self._clean_expired()
+        members = self.groups.get(group)
+        if not members:
+            return
+        # One copy for every member, as channels-redis shares one decoded message
+        # between the channels of a process: handlers must not change an event.
+        item = (time.time() + self.expiry, deepcopy(message))
+        for channel in list(members):
+            queue = self.queue(channel)
+            if not queue.full():  # a full channel drops the message (ChannelFull)
+                queue.put_nowait(item)
+
+
+class ReaderFailed:
+    """Put on a channel's queue when the process's Redis reader failed."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class RedisChannelLayer(core.RedisChannelLayer):
+    """channels-redis' RedisChannelLayer, with one reader per process and a pool that
+    waits for a free connection.
+
+    The stock layer makes every consumer's ``receive`` compete for one lock, through
+    two new tasks and an ``asyncio.wait`` per message, and the lock's holder reads
+    from Redis for everyone (so a channel of another prefix, such as /readyz's,
+    waits until a consumer's message arrives). Here one task per process and
+    prefix reads those messages from Redis, as channels-redis does (with its backup
+    queue), and puts each on the queue of the channels it names; a consumer's
+    ``receive`` only waits on its queue. Messages sent to a name without "!" (a
+    worker's channel) are received as before.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.local_queues: dict[str, asyncio.Queue[Any]] = {}
+        self.readers: dict[str, asyncio.Task[None]] = {}
+        self.swept = 0.0
+
+    def create_pool(self, index: int) -> aioredis.ConnectionPool:
+        host = dict(self.hosts[index])
+        if "address" not in host:  # Sentinel: channels-redis' own pool
+            return super().create_pool(index)
+        return aioredis.BlockingConnectionPool.from_url(
+            host.pop("address"), max_connections=POOL_MAX_CONNECTIONS, timeout=POOL_TIMEOUT, **host
+        )
+
+    def local_queue(self, channel: str) -> asyncio.Queue[Any]:
+        queue = self.local_queues.get(channel)
+        if queue is None:
+            # Full: the oldest message is dropped, as in channels-redis.
+            queue = self.local_queues[channel] = core.BoundedQueue(self.capacity)
+        return queue
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if "!" not in channel:
+            return await super().receive(channel)
+        self.require_valid_channel_name(channel)  # raises TypeError on a bad name
+        process_channel = self.non_local_name(channel)
+        if not process_channel.endswith(self.client_prefix + "!"):
+            raise ValueError(f"{channel!r} belongs to another process (wrong client prefix)")
+        self.sweep()
+        queue = self.local_queue(channel)
+        reader = self.readers.get(process_channel)
+        if reader is None or reader.done():
+            self.readers[process_channel] = asyncio.ensure_future(self.read(process_channel))
+        try:
+            item = await queue.get()
+        except asyncio.CancelledError:
+            if queue.empty():  # the consumer is gone
+                self.local_queues.pop(channel, None)
+            raise
+        if isinstance(item, ReaderFailed):
+            raise item.error
+        return item
+
+    async def read(self, process_channel: str) -> None:
+        """Move this process's messages from Redis to their channels' queues, until
+        this task is no longer the process's reader (see ``stop_readers``).
+
+        The steps of channels-redis 4.3's ``receive_single`` (its backup queue keeps a
+        message safe if the read is interrupted), in a loop that can end between two
+        reads: redis-py may finish a blocking read before it sees a cancellation.
+        """
+        index = self.consistent_hash(process_channel)
+        key = self.prefix + process_channel
+        me = asyncio.current_task()
+        try:
+            while self.readers.get(process_channel) is me:
+                await self.receive_clean_locks.acquire(key)
+                try:
+                    content = await self._brpop_with_clean(index, key, timeout=self.brpop_timeout)
+                except BaseException:
+                    self.receive_clean_locks.release(key)
+                    raise
+                if content is None:
+                    self.receive_clean_locks.release(key)
+                    continue
+                cleaner = asyncio.ensure_future(self._clean_receive_backup(index, key))
+                self.receive_cleaners.append(cleaner)
+                cleaner.add_done_callback(functools.partial(self.cleaned, key))
+                message = self.deserialize(content)
+                target = message.pop("__asgi_channel__")
+                for channel in target if isinstance(target, list) else [target]:
+                    self.local_queue(channel).put_nowait(message)
+        except Exception as error:  # noqa: BLE001 - handed to every receiver
+            if self.readers.get(process_channel) is not me:
+                return  # stopped: nobody is waiting for this reader any more
+            del self.readers[process_channel]
+            # Every consumer waiting here learns of it (LayerFaultsMixin closes its
+            # socket with 4503); the next receive starts a new reader.
+            for channel, queue in list(self.local_queues.items()):
+                if channel.startswith(process_channel):
+                    queue.put_nowait(ReaderFailed(error))
+
+    def cleaned(self, key: str, cleaner: asyncio.Future[Any]) -> None:
+        self.receive_cleaners.remove(cleaner)
+        self.receive_clean_locks.release(key)
+
+    def sweep(self) -> None:
+        """Drop queues nobody waits on and that hold nothing (one-off receivers such
+        as /readyz), at most every SWEEP_INTERVAL seconds."""
+        now = time.monotonic()
+        if now - self.swept < SWEEP_INTERVAL:
+            return
+        self.swept = now
+        for channel, queue in list(self.local_queues.items()):
+            if queue.empty() and not getattr(queue, "_getters", True):
+                del self.local_queues[channel]
+
+    async def stop_readers(self) -> None:
+        """Stop the readers. Each is sent a message so that its blocking read ends at
+        once (redis-py can hold a cancellation until the read ends, up to
+        ``brpop_timeout``); a reader still running after that is cancelled."""
+        readers, self.readers = self.readers, {}
+        for process_channel, reader in readers.items():
+            if not reader.done():
+                with contextlib.suppress(Exception):  # Redis down: the read fails anyway
+                    await self.send(process_channel + "stop", {"type": "layer.stop"})
+        if readers:
+            _, running = await asyncio.wait(readers.values(), timeout=self.brpop_timeout + 1)
+            for reader in running:
+                reader.cancel()
+
+    async def flush(self) -> None:
+        await self.stop_readers()
+        self.local_queues.clear()
+        await super().flush()
+
+    async def close_pools(self) -> None:
+        await self.stop_readers()
+        await super().close_pools()
