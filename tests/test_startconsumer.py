@@ -27,7 +27,9 @@ def test_startconsumer_adds_a_consumer_whose_test_passes(tmp_path, uv_path):
     assert added.returncode == 0, added.stderr
     assert "created  chat/consumers/notifications.py" in added.stdout
 
-    refused = run([uv_path, "run", "python", "manage.py", "startconsumer", "notifications"], cwd=root)
+    refused = run(
+        [uv_path, "run", "python", "manage.py", "startconsumer", "notifications"], cwd=root
+    )
     assert refused.returncode != 0
     assert "already exists" in refused.stderr
 

@@ -16,8 +16,8 @@ from websockets.exceptions import InvalidStatus
 
 from chat.protocol import CLOSE_UNAVAILABLE
 from chat.tests.servers import (
-    LAYER_KINDS,
     FRAME_TIMEOUT,
+    LAYER_KINDS,
     AsgiServer,
     RedisServer,
     Worker,
@@ -30,7 +30,6 @@ from chat.tests.servers import (
     with_query,
 )
 from conftest import report_figure
-
 
 
 def room(label: str) -> str:
