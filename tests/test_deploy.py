@@ -220,7 +220,7 @@ def project_facts(root: Path) -> dict[str, list[str]]:
     result = subprocess.run(
         [str(root / ".venv" / "bin" / "python"), "-c", script],
         cwd=root,
-        env=clean_env(root, {"DJANGO_SETTINGS_MODULE": "config.settings.test"}),
+        env=clean_env(root, {"DJANGO_SETTINGS_MODULE": "config.settings.local"}),
         capture_output=True,
         text=True,
         timeout=120,
