@@ -3,7 +3,8 @@ selector, and sends a frame.
 
 ``ChatConsumer`` is the Channels tutorial's ``AsyncWebsocketConsumer`` grown up:
 validated room names, stored history, typed error frames, moderation by the worker,
-limits (``guards.py``), and sockets that close when their user logs out. The logic
+limits (``guards.py``), sockets that close when their user logs out, and a cheaper
+dispatch for the room's broadcasts (``dispatch.py``, docs/benchmark.md). The logic
 it calls lives in ``services.py`` (writes) and ``selectors.py`` (reads); the frames
 and close codes it speaks are described in ``protocol.py``.
 https://channels.readthedocs.io/en/stable/topics/consumers.html
