@@ -44,7 +44,9 @@ def assert_sane_broadcasts(row: dict) -> None:
     assert row["deliveries_per_s"] > 0
     assert 0 <= row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
     if row["server_cpu_us_per_delivery"] is not None:
-        assert row["server_cpu_us_per_delivery"] > 0
+        # CPU time is counted in clock ticks (10 ms): a short run on a server process
+        # that did little (one of two, on the Pub/Sub layer) may round down to 0.
+        assert row["server_cpu_us_per_delivery"] >= 0
         assert row["server_rss_mb"] > 0
 
 
