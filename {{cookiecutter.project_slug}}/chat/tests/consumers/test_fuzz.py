@@ -65,6 +65,10 @@ async def exercise(route: str, batch: list[dict]) -> None:
             # Raw ASGI messages: empty text frames too, which send_to() refuses to build.
             await communicator.send_input({"type": "websocket.receive", **frame})
         TRIED["frames"] += len(batch)
+        if route == "/ws/rooms/":
+            # A generated frame may have left the room: join it again (20 frames at
+            # most cannot also fill the 20-room limit), then post the marker there.
+            await communicator.send_json_to({"action": "join", "room": "fuzz"})
         marker = {"message": "still alive", "room": "fuzz", "action": "message"}
         await communicator.send_json_to(marker)
         deadline = asyncio.get_running_loop().time() + TIMEOUT
