@@ -12,8 +12,6 @@ https://channels.readthedocs.io/en/stable/topics/consumers.html
 
 from __future__ import annotations
 
-from typing import Any
-
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -22,10 +20,10 @@ from chat import selectors, services
 from chat.consumers.dispatch import FastDispatchMixin
 from chat.consumers.faults import LayerFaultsMixin
 from chat.consumers.guards import GuardsMixin
+from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import (
     CLOSE_INVALID_ROOM,
-    CLOSE_LOGGED_OUT,
     CLOSE_LOGIN_REQUIRED,
     CLOSE_TOO_MANY_SOCKETS,
     ClientError,
@@ -39,7 +37,9 @@ from chat.protocol import (
 from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, user_group_name, validate_room_name
 
 
-class ChatConsumer(LayerFaultsMixin, GuardsMixin, FastDispatchMixin, AsyncWebsocketConsumer):
+class ChatConsumer(
+    LayerFaultsMixin, GuardsMixin, RoomEventsMixin, FastDispatchMixin, AsyncWebsocketConsumer
+):
     room: Room | None = None
     # Events whose handlers below only send a frame or close: no ORM call.
     forward_events = frozenset({"chat.message", "chat.moderated", "chat.typing", "chat.logout"})
@@ -116,17 +116,3 @@ class ChatConsumer(LayerFaultsMixin, GuardsMixin, FastDispatchMixin, AsyncWebsoc
         if self.room is None:
             raise RuntimeError("a frame arrived before the socket joined its room")
         return self.room
-
-    # Channel-layer events, "<app>.<event>" handled by "<app>_<event>".
-    async def chat_message(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["frame"])
-
-    async def chat_moderated(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["frame"])
-
-    async def chat_typing(self, event: dict[str, Any]) -> None:
-        if event["sender"] != self.channel_name:
-            await self.send(text_data=event["frame"])
-
-    async def chat_logout(self, event: dict[str, Any]) -> None:
-        await self.close(code=CLOSE_LOGGED_OUT)

@@ -26,9 +26,9 @@ from django.conf import settings
 from chat import selectors, services
 from chat.consumers.faults import LayerFaultsMixin
 from chat.consumers.guards import GuardsMixin
+from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import (
-    CLOSE_LOGGED_OUT,
     CLOSE_LOGIN_REQUIRED,
     CLOSE_TOO_MANY_SOCKETS,
     ClientError,
@@ -44,7 +44,7 @@ from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
 MAX_ROOMS_PER_SOCKET = 20
 
 
-class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, AsyncJsonWebsocketConsumer):
+class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, RoomEventsMixin, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.rooms: dict[str, Room] = {}
         user = self.scope["user"]
@@ -133,20 +133,6 @@ class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, AsyncJsonWebsocketConsume
                 room=room, author=self.scope["user"], sender_channel=self.channel_name
             ),
         )
-
-    # Channel-layer events: the frames are encoded once by the sender.
-    async def chat_message(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["frame"])
-
-    async def chat_moderated(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["frame"])
-
-    async def chat_typing(self, event: dict[str, Any]) -> None:
-        if event["sender"] != self.channel_name:
-            await self.send(text_data=event["frame"])
-
-    async def chat_logout(self, event: dict[str, Any]) -> None:
-        await self.close(code=CLOSE_LOGGED_OUT)
 
     @classmethod
     async def encode_json(cls, content: dict[str, Any]) -> str:
