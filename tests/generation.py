@@ -96,6 +96,18 @@ def run(
     )
 
 
+def generated_pytest(uv_path: str, root: Path, *args: str) -> list[str]:
+    """The command that runs a generated project's own pytest.
+
+    Each run gets its own --basetemp beside the project. Left to pytest's shared
+    /tmp/pytest-of-<user>/, concurrent runs (xdist workers, each with a generated
+    suite) clean up each other's numbered directories at session end; a removal that
+    races becomes a PytestWarning, which the generated suite's filterwarnings=error
+    turns into a failure after every test has passed."""
+    basetemp = root.parent / "pytest-basetemp"
+    return [uv_path, "run", "pytest", "-p", "no:cacheprovider", f"--basetemp={basetemp}", *args]
+
+
 # Variables that choose a generated project's services; a test passes them explicitly
 # (services_tier_env), so none leaks in from the developer's shell.
 SERVICE_VARIABLES = (

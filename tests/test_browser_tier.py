@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.generation import generate, run
+from tests.generation import generate, generated_pytest, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -43,7 +43,7 @@ def run_tier(root: Path, uv_path: str, env: dict[str, str]) -> str:
         (root / "test-artifacts" / screenshot).unlink(missing_ok=True)
     started = time.monotonic()
     result = run(
-        [uv_path, "run", "pytest", "-m", "browser", "-p", "no:cacheprovider", "-rs"],
+        generated_pytest(uv_path, root, "-m", "browser", "-rs"),
         cwd=root,
         env=env,
         timeout=TIER_TIMEOUT,

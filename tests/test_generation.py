@@ -18,6 +18,7 @@ from tests.generation import (
     UNRENDERED,
     combo_id,
     generate,
+    generated_pytest,
     run,
     services_tier_env,
     text_files,
@@ -84,8 +85,7 @@ def test_generated_project_passes_its_own_tests(combo, tmp_path, uv_path):
     sync = run([uv_path, "sync", "--quiet"], cwd=root)
     assert sync.returncode == 0, sync.stderr
     # The browser tier runs in test_browser_tier.py, for the default combination.
-    pytest_args = ["-q", "-p", "no:cacheprovider", "-m", "not browser"]
-    result = run([uv_path, "run", "pytest", *pytest_args], cwd=root)
+    result = run(generated_pytest(uv_path, root, "-q", "-m", "not browser"), cwd=root)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
     # With no services the services tier is skipped, and the summary says why.
@@ -131,12 +131,9 @@ def test_generated_project_passes_its_services_tier(combo, tmp_path, uv_path):
     report = tmp_path / "services.xml"
     started = time.monotonic()
     # Coverage is the embedded run's business; here it would only slow the processes.
-    pytest_args = [
-        *("-q", "-p", "no:cacheprovider", "-m", "not browser", "--no-cov"),
-        f"--junitxml={report}",
-    ]
+    pytest_args = ("-q", "-m", "not browser", "--no-cov", f"--junitxml={report}")
     result = run(
-        [uv_path, "run", "pytest", *pytest_args],
+        generated_pytest(uv_path, root, *pytest_args),
         cwd=root,
         env=env,
         timeout=SERVICES_TIER_TIMEOUT,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.generation import generate, run, tool
+from tests.generation import generate, generated_pytest, run, tool
 
 
 def collected(output: str) -> int:
@@ -20,7 +20,7 @@ def collected(output: str) -> int:
 def test_startconsumer_adds_a_consumer_whose_test_passes(tmp_path, uv_path):
     root = generate(tmp_path)
     assert run([uv_path, "sync", "--quiet"], cwd=root).returncode == 0
-    pytest_cmd = [uv_path, "run", "pytest", "-p", "no:cacheprovider", "-m", "not browser"]
+    pytest_cmd = generated_pytest(uv_path, root, "-m", "not browser")
     before = collected(run([*pytest_cmd, "--collect-only", "-q"], cwd=root).stdout)
 
     added = run([uv_path, "run", "python", "manage.py", "startconsumer", "notifications"], cwd=root)

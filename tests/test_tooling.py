@@ -285,7 +285,11 @@ def test_mypy_passes(combo, tmp_path, shared_python):
 
 @pytest.mark.slow
 def test_make_test_reports_coverage_at_or_above_the_floor(project):
-    result = run(["make", "test", "PYTEST_ARGS=-p no:cacheprovider -q"], cwd=project)
+    # Its own --basetemp, as generated_pytest gives every other generated run.
+    basetemp = project.parent / "pytest-basetemp"
+    result = run(
+        ["make", "test", f"PYTEST_ARGS=-p no:cacheprovider -q --basetemp={basetemp}"], cwd=project
+    )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     total = re.search(r"Total coverage: ([\d.]+)%", result.stdout)
     assert total, result.stdout[-3000:]
