@@ -29,6 +29,7 @@ SHADOWED_MODULES = frozenset(
         "dj_database_url",
         "django",
         "docs",
+        "httptools",
         "hypothesis",
         "msgpack",
         "psycopg",
@@ -41,6 +42,7 @@ SHADOWED_MODULES = frozenset(
         "tests",
         "twisted",
         "uvicorn",
+        "uvloop",
         "websockets",
     }
 )

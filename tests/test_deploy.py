@@ -7,9 +7,9 @@
 - hadolint passes on the Dockerfile; its build steps that run project code
   (collectstatic) run here as written.
 - A real ``nginx -t`` accepts both nginx sites; ``systemd-analyze verify`` accepts
-  the units; daphne's flags agree everywhere the server is started.
+  the units; uvicorn's flags agree everywhere the server is started.
 - The production topology runs natively: the compose file's commands and environment,
-  two daphne processes, the worker, Redis with its password and PostgreSQL, behind a
+  two uvicorn processes, the worker, Redis with its password and PostgreSQL, behind a
   real nginx with the shipped site; WebSocket clients chat across both processes, the
   worker does its job, static files and health checks are served through nginx.
 
@@ -24,6 +24,7 @@ import asyncio
 import functools
 import http.client
 import json
+import math
 import os
 import re
 import secrets
@@ -100,13 +101,17 @@ NEVER_IN_IMAGE = (
     "staticfiles/staticfiles.json",
 )
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|PRIVATE|(^|_)KEY($|_)")
-DAPHNE_TIMEOUT_FLAGS = (
-    "--websocket_connect_timeout",
-    "--ping-interval",
-    "--ping-timeout",
-    "--websocket_timeout",
-    "--http-timeout",
+# uvicorn flags every web command sets (docs/deploying.md says why).
+SERVER_FLAGS = (
+    "--ws-ping-interval",
+    "--ws-ping-timeout",
+    "--ws-max-size",
+    "--ws-per-message-deflate",
+    "--timeout-graceful-shutdown",
 )
+# uvicorn flags that differ between the web commands by design: where they listen,
+# and whose forwarding headers they trust.
+BINDING_FLAGS = ("--host", "--port", "--forwarded-allow-ips")
 
 
 # ---------------------------------------------------------------------------------
@@ -231,12 +236,9 @@ def project_facts(root: Path) -> dict[str, list[str]]:
 
 
 @functools.cache
-def daphne_accepts(root: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-    """Parse daphne arguments with daphne's own command-line parser."""
-    script = (
-        "import sys; from daphne.cli import CommandLineInterface; "
-        "CommandLineInterface().parser.parse_args(sys.argv[1:])"
-    )
+def uvicorn_accepts(root: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    """Parse uvicorn arguments with uvicorn's own command-line parser."""
+    script = "import sys; from uvicorn.main import main; main.make_context('uvicorn', sys.argv[1:])"
     return subprocess.run(
         [str(root / ".venv" / "bin" / "python"), "-c", script, *args],
         cwd=root,
@@ -249,13 +251,13 @@ def daphne_accepts(root: Path, args: tuple[str, ...]) -> subprocess.CompletedPro
 
 
 def without_binding(args: list[str]) -> list[str]:
-    """daphne arguments minus the address and port, which differ by design."""
+    """uvicorn arguments minus BINDING_FLAGS, which differ by design."""
     out, skip = [], False
     for arg in args:
         if skip:
             skip = False
             continue
-        if arg in ("-b", "-p"):
+        if arg in BINDING_FLAGS:
             skip = True
             continue
         out.append(arg)
@@ -272,6 +274,13 @@ def with_flag_value(args: list[str], flag: str, value: str) -> list[str]:
     out = list(args)
     out[out.index(flag) + 1] = value
     return out
+
+
+def setting_number(module_text: str, name: str) -> int:
+    """A module-level constant written as a number or a product (``16 * 1024``)."""
+    match = re.search(rf"^{name} = ([\d *]+)$", module_text, re.MULTILINE)
+    assert match, f"{name} is not a number or a product of numbers"
+    return math.prod(int(factor) for factor in match[1].split("*"))
 
 
 def procfile(root: Path) -> dict[str, list[str]]:
@@ -314,7 +323,7 @@ def adapted_site(
     - the upstream servers: compose.conf names `web`, which only Docker's DNS answers,
       and nginx resolves upstream names when it loads the config, so `nginx -t` here
       would fail on the name alone. They become 127.0.0.1 ports (the ones the test's
-      daphne processes listen on, when it runs them);
+      uvicorn processes listen on, when it runs them);
     - the include path of proxy.conf, the certificate paths (a throwaway certificate)
       and the static folder (this project's collected files);
     - when the test serves traffic: the listen ports, as free loopback ports.
@@ -466,8 +475,8 @@ def test_compose_gives_django_what_its_settings_require(projects, database, file
 def test_compose_commands_name_executables_the_image_has(projects, database, filename):
     """Each command and health check of a service on our image runs an executable
     that the image's PATH finds in its virtualenv, on files the build context keeps:
-    manage.py subcommands that exist, worker channels that are routed, and daphne
-    arguments daphne accepts."""
+    manage.py subcommands that exist, worker channels that are routed, and uvicorn
+    arguments uvicorn accepts."""
     root = projects[database]
     stages = stages_by_name(root)
     base_env = image_instruction(stages, "production", "ENV") or ""
@@ -505,8 +514,8 @@ def test_compose_commands_name_executables_the_image_has(projects, database, fil
                 if args[1:2] == ["runworker"]:
                     routed = facts["channels"]
                     assert set(args[2:]) <= set(routed), f"{name}: {args[2:]} not in {routed}"
-            elif executable == "daphne":
-                parsed = daphne_accepts(root, tuple(args))
+            elif executable == "uvicorn":
+                parsed = uvicorn_accepts(root, tuple(args))
                 assert parsed.returncode == 0, f"{name}: {parsed.stderr}"
                 module = args[-1].split(":")[0].replace(".", "/") + ".py"
                 assert (root / module).is_file()
@@ -632,13 +641,13 @@ def test_dockerfile_builds_a_pinned_cached_non_root_image(projects, database):
     assert any(k == "RUN" and "collectstatic" in a for k, a in build[copy_at:])
 
     # The production stage: the build's code and venv, a numeric non-root user, a
-    # health check on /healthz, and daphne as its command.
+    # health check on /healthz, and uvicorn as its command.
     production = by_name["production"]
     user = production.all("USER")[-1]
     assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user), user
     assert "deploy/docker/healthcheck.py" in production.all("HEALTHCHECK")[-1]
     assert 'DEFAULT_PATH = "/healthz"' in (root / "deploy/docker/healthcheck.py").read_text()
-    assert exec_form(production.all("CMD")[-1])[0] == "daphne"
+    assert exec_form(production.all("CMD")[-1])[0] == "uvicorn"
     copies = production.all("COPY")
     assert f"--from=build {IMAGE_VENV} {IMAGE_VENV}" in copies
     assert "--from=build /app /app" in copies
@@ -715,9 +724,9 @@ def test_dockerfile_collectstatic_step_runs_as_written(projects, database):
 
 
 def test_every_way_to_start_the_server_agrees(projects):
-    """compose, the image's CMD, systemd and the Procfile start daphne with the same
-    flags (bar address and port) and the worker and migrations with the same
-    commands; the timeouts are set, fit each other and fit the channel layer."""
+    """compose, the image's CMD, systemd and the Procfile start uvicorn with the same
+    flags (bar where it listens and whom it trusts) and the worker and migrations with
+    the same commands; the timeouts are set, fit each other and fit the channel layer."""
     root = projects["postgresql"]
     compose = load_yaml(root / "compose.production.yaml")["services"]
     stages = stages_by_name(root)
@@ -731,14 +740,20 @@ def test_every_way_to_start_the_server_agrees(projects):
         "Procfile": processes["web"],
     }
     web["systemd"][0] = Path(web["systemd"][0]).name
-    assert {name: args[0] for name, args in web.items()} == dict.fromkeys(web, "daphne")
+    assert {name: args[0] for name, args in web.items()} == dict.fromkeys(web, "uvicorn")
     flags = {name: without_binding(args) for name, args in web.items()}
     assert all(value == flags["compose"] for value in flags.values()), flags
-    assert flag_value(web["systemd"], "-b") == "127.0.0.1"
-    assert flag_value(web["Procfile"], "-p") == "$PORT"
+    # Under systemd nginx is on the same host; in compose and on a platform the proxy's
+    # address is not known in advance, and nothing else reaches the server.
+    assert flag_value(web["systemd"], "--host") == "127.0.0.1"
+    assert flag_value(web["systemd"], "--forwarded-allow-ips") == "127.0.0.1"
+    assert flag_value(web["Procfile"], "--port") == "$PORT"
+    for name in ("compose", "image", "Procfile"):
+        assert flag_value(web[name], "--forwarded-allow-ips") == "*", name
     assert "--proxy-headers" in flags["compose"]
-    for flag in DAPHNE_TIMEOUT_FLAGS:
+    for flag in SERVER_FLAGS:
         flag_value(flags["compose"], flag)
+    assert flag_value(flags["compose"], "--ws-per-message-deflate") == "false"
 
     worker = {
         "compose": command_list(compose["worker"]["command"]),
@@ -751,16 +766,18 @@ def test_every_way_to_start_the_server_agrees(projects):
 
     # Timeouts that must fit together.
     args = flags["compose"]
-    ping = int(flag_value(args, "--ping-interval"))
-    lifetime = int(flag_value(args, "--websocket_timeout"))
-    http_timeout = int(flag_value(args, "--http-timeout"))
+    ping = int(flag_value(args, "--ws-ping-interval"))
+    max_size = int(flag_value(args, "--ws-max-size"))
+    base = (root / "config" / "settings" / "base.py").read_text()
+    lifetime = setting_number(base, "WEBSOCKET_MAX_AGE")
+    frame_limit = setting_number(base, "CHAT_FRAME_MAX_BYTES")
     layers = (root / "config" / "channel_layers.py").read_text()
-    group_expiry = int(re.search(r"^GROUP_EXPIRY = (\d+)", layers, re.MULTILINE)[1])
+    group_expiry = setting_number(layers, "GROUP_EXPIRY")
     assert 0 < lifetime < group_expiry, "a socket must leave before its group membership expires"
+    assert max_size > frame_limit, "oversized chat input must reach the app's error frame"
     proxy = (root / "deploy" / "nginx" / "proxy.conf").read_text()
     read_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", proxy)[1])
-    assert read_timeout > ping, "nginx would cut idle WebSockets between daphne's pings"
-    assert read_timeout > http_timeout, "daphne should answer a slow request before nginx"
+    assert read_timeout > ping, "nginx would cut idle WebSockets between uvicorn's pings"
 
 
 def test_systemd_units_pass_systemd_analyze(projects, tmp_path):
@@ -891,8 +908,8 @@ def localized(url: str, *, host: str, port: int, user: str | None = None, db: st
 
 
 def connections_per_server(servers: list, room: str) -> list[int]:
-    """WebSocket connections each daphne logged for the room (its access log)."""
-    marker = f'"WSCONNECT /ws/chat/{room}/"'
+    """WebSocket connections each uvicorn logged for the room (its log)."""
+    marker = f'"WebSocket /ws/chat/{room}/" [accepted]'
     return [server.output().count(marker) for server in servers]
 
 
@@ -922,7 +939,7 @@ async def chat_across_processes(
     servers: list,
     blocked_word: str,
 ) -> dict[str, Any]:
-    """Four clients through nginx and one directly on each daphne, in one room: every
+    """Four clients through nginx and one directly on each server, in one room: every
     message reaches every client whichever process its sender is on, and a message
     with a blocked word is hidden by the worker, which tells every client."""
     origin = f"https://{host}"
@@ -946,7 +963,7 @@ async def chat_across_processes(
             wait_until,
             lambda: sum(connections_per_server(servers, room)) >= len(clients),
             timeout=10,
-            what="daphne to log every WebSocket connection",
+            what="uvicorn to log every WebSocket connection",
         )
         spread = connections_per_server(servers, room)
 
@@ -1064,7 +1081,9 @@ def test_production_topology_runs_natively(channel_layer, tmp_path, uv_path):
         servers = [
             processes.start(
                 f"web-{index}",
-                with_flag_value(with_flag_value(web_command, "-b", "127.0.0.1"), "-p", str(port)),
+                with_flag_value(
+                    with_flag_value(web_command, "--host", "127.0.0.1"), "--port", str(port)
+                ),
                 cwd=root,
                 env=service_env("web"),
             )
@@ -1090,8 +1109,8 @@ def test_production_topology_runs_natively(channel_layer, tmp_path, uv_path):
                 )
                 return probe.returncode == 0
 
-            wait_until(healthy, timeout=60, what=f"daphne on {port} to be healthy")
-            assert healthy(port, "/readyz"), "database or channel layer unreachable from daphne"
+            wait_until(healthy, timeout=60, what=f"uvicorn on {port} to be healthy")
+            assert healthy(port, "/readyz"), "database or channel layer unreachable from uvicorn"
 
         cert, key = self_signed_certificate(work, host)
         site = adapted_site(
@@ -1138,7 +1157,7 @@ def test_production_topology_runs_natively(channel_layer, tmp_path, uv_path):
         assert len(page.header("Strict-Transport-Security")) == 1
 
         # Forwarding headers a client sends are replaced, not trusted: no redirect for
-        # a claimed http, and the claimed address never reaches daphne's log.
+        # a claimed http, and the claimed address never reaches uvicorn's log.
         spoofed = request(
             https_port, host, "/healthz", tls=tls,
             headers={"X-Forwarded-For": "203.0.113.66", "X-Forwarded-Proto": "http",
@@ -1181,7 +1200,7 @@ def test_production_topology_runs_natively(channel_layer, tmp_path, uv_path):
         # Each process holds its direct client and at least one that came through nginx.
         assert all(count >= 2 for count in outcome["spread"]), outcome["spread"]
         print(
-            f"\nnative topology ({channel_layer}): WebSocket connections per daphne "
+            f"\nnative topology ({channel_layer}): WebSocket connections per uvicorn "
             f"{outcome['spread']}, "
             f"messages delivered {outcome['delivered']}, "
             f"message {outcome['moderated']} hidden by the worker"

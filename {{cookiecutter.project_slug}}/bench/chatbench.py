@@ -70,8 +70,8 @@ MODES = ("saturate", "open", "storm", "idle")
 # Idle first, on servers that have not yet held many sockets: memory a server freed
 # after other modes would otherwise be reused and hide the cost of new connections.
 RUN_ORDER = ("idle", "saturate", "open", "storm")
-# The command the Procfile's web line does not exist: daphne as the deploy files run it.
-DEFAULT_COMMAND = "daphne config.asgi:application"
+# The command when the Procfile has no web line: uvicorn as the deploy files run it.
+DEFAULT_COMMAND = "uvicorn --lifespan off config.asgi:application"
 PROJECT_APP = "config.asgi:application"
 TUTORIAL_APP = "bench.tutorial:application"
 # Options that say where to listen; chatbench replaces them with a socket it hands over.
@@ -283,7 +283,7 @@ class Server:
 
 
 def procfile_command() -> str:
-    """The web command of the project's Procfile, or daphne's default."""
+    """The web command of the project's Procfile, or DEFAULT_COMMAND."""
     procfile = PROJECT_ROOT / "Procfile"
     if procfile.exists():
         for line in procfile.read_text().splitlines():

@@ -1,7 +1,8 @@
 """The ASGI application: HTTP to Django, WebSockets to the apps' consumers, and
 channel-layer messages to background workers.
 
-Servers load ``config.asgi:application`` (daphne, ``runserver``); workers start
+Servers load ``config.asgi:application`` (uvicorn in production, daphne under
+``runserver``); workers start
 with ``manage.py runworker <channel>``.
 https://docs.djangoproject.com/en/5.2/howto/deployment/asgi/
 https://channels.readthedocs.io/en/stable/topics/routing.html
@@ -22,14 +23,17 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from django.urls import re_path  # noqa: E402
 
 from accounts.middleware import TicketAuthMiddleware  # noqa: E402
+from config.lifetime import WebSocketLifetimeMiddleware  # noqa: E402
 from config.origins import TrustedOriginValidator  # noqa: E402
 from config.routing import channel_routes, http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
-        "websocket": TrustedOriginValidator(
-            AuthMiddlewareStack(TicketAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        "websocket": WebSocketLifetimeMiddleware(
+            TrustedOriginValidator(
+                AuthMiddlewareStack(TicketAuthMiddleware(URLRouter(websocket_urlpatterns)))
+            )
         ),
         "channel": ChannelNameRouter(channel_routes),
     }

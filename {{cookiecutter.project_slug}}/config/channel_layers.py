@@ -32,8 +32,8 @@ CAPACITY = 1000
 # Seconds an undelivered message waits in Redis before it is discarded.
 EXPIRY = 60
 # Seconds a channel stays in a group without being re-added. Must exceed the longest
-# WebSocket the server keeps open (daphne's --websocket_timeout in the deploy
-# commands is 43200, half a day), or long-lived members would silently stop receiving.
+# a WebSocket stays open (settings.WEBSOCKET_MAX_AGE, half a day, config/lifetime.py),
+# or long-lived members would silently stop receiving.
 GROUP_EXPIRY = 86400
 # Redis client: fail fast when the server is unreachable instead of hanging a
 # consumer, and check a connection that sat idle before reusing it. After Redis

@@ -6,7 +6,7 @@ one it names. It is skipped, with a reason naming what is unset, when they are n
 set; when they are set but do not answer, the run stops with an error instead.
 
 The processes, each on a free loopback port with bounded waits and its output in a
-log file that failures quote: ``AsgiServer`` (daphne serving
+log file that failures quote: ``AsgiServer`` (the Procfile's uvicorn serving
 ``config.asgi:application``), ``Worker`` (``manage.py runworker``), ``RedisServer``
 (a private ``redis-server``, for tests that stop it) and ``RedisSentinel``.
 ``running()`` starts a set together and always stops them; ``chat_client()`` joins a
@@ -56,6 +56,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from bench.chatbench import PROJECT_APP, procfile_command, server_args
 from config.env import env_list, env_str
 
 LOOPBACK = "127.0.0.1"
@@ -315,12 +316,13 @@ class Process:
 
 
 class AsgiServer(Process):
-    """daphne serving ``config.asgi:application``, on a socket bound here to a free
+    """The server the project deploys, as the ``Procfile``'s ``web:`` line starts it
+    (uvicorn serving ``config.asgi:application``), on a socket bound here to a free
     port and handed over (``--fd``): no other program can take the port in between.
-    ``args`` are more daphne options. Each ``start()`` binds a new port."""
+    ``args`` are more server options. Each ``start()`` binds a new port."""
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, *args: str) -> None:
-        super().__init__(name, [sys.executable, "-m", "daphne", *args], env, log_dir)
+        super().__init__(name, list(args), env, log_dir)
         self.sock: socket.socket | None = None
         self.port = 0
 
@@ -330,7 +332,8 @@ class AsgiServer(Process):
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         fd = self.sock.fileno()
-        return [*self.args, "--fd", str(fd), "config.asgi:application"], (fd,)
+        args = server_args(procfile_command(), fd, PROJECT_APP)
+        return [*args[:-3], *self.args, *args[-3:]], (fd,)
 
     @property
     def base_url(self) -> str:

@@ -1,4 +1,4 @@
-"""Many processes on one Redis: for each Redis layer kind, two daphne servers and a
+"""Many processes on one Redis: for each Redis layer kind, two uvicorn servers and a
 ``runworker`` process, started here on loopback, share the run's Redis (REDIS_URL,
 with this run's key prefix) and a database. Clients are real WebSockets.
 

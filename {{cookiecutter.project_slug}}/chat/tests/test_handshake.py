@@ -1,4 +1,4 @@
-"""Refusals as a real client sees them: daphne turns a close before accept() into an
+"""Refusals as a real client sees them: the server turns a close before accept() into an
 HTTP 403 answer to the handshake, never a 500 or a traceback."""
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ TRUSTED_ORIGINS = env_list("DJANGO_TRUSTED_ORIGINS")
 CSRF_TRUSTED_ORIGINS = TRUSTED_ORIGINS
 # Also accept WebSockets from any port on localhost (development and tests only).
 WEBSOCKET_ALLOW_LOCALHOST = False
+# Seconds a WebSocket stays open at most (config/lifetime.py): less than the channel
+# layer's GROUP_EXPIRY (config/channel_layers.py), after which a group forgets it.
+WEBSOCKET_MAX_AGE = 12 * 60 * 60
 
 INSTALLED_APPS = [
     # First, so that runserver serves the ASGI application (WebSockets included).

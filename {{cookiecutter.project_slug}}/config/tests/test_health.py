@@ -63,7 +63,7 @@ def test_readyz_reports_a_redis_that_is_down_or_silent(client, kind, redis, sile
 
 
 def test_a_real_server_reports_an_unreachable_database(tmp_path):
-    """On a running daphne: alive (/healthz), not ready (/readyz) while its database
+    """On the running server: alive (/healthz), not ready (/readyz) while its database
     does not answer."""
     nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
     env = server_env(database_url=nowhere, redis_url="")
