@@ -1,12 +1,18 @@
-"""ASGI middleware that signs a WebSocket in with a single-use ticket.
+"""ASGI middleware for WebSockets: the session and user, and single-use tickets.
 
+``WebSocketAuthMiddlewareStack`` is Channels' ``AuthMiddlewareStack`` (cookies, the
+session, ``scope["user"]``) without the session check on every frame sent (see
+``WebSocketSessionMiddleware``).
+
+``TicketAuthMiddleware`` signs a WebSocket in with a single-use ticket.
 A client presents the ticket in the ``Authorization: Ticket <ticket>`` header, or,
 for clients that cannot set headers on a WebSocket, as ``?ticket=<ticket>`` (it is
 short-lived and used up on first presentation, so a logged URL is worthless). A
 valid ticket sets ``scope["user"]``; an invalid, expired or reused one is refused at
 the handshake (HTTP 403). Connections without a ticket pass through unchanged, with
-the session's user from ``AuthMiddlewareStack``.
-https://channels.readthedocs.io/en/stable/topics/authentication.html#custom-authentication
+the session's user.
+https://channels.readthedocs.io/en/stable/topics/authentication.html
+https://channels.readthedocs.io/en/stable/topics/sessions.html
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 
 from accounts.services import ticket_redeem
 from chat.protocol import CLOSE_BAD_TICKET
@@ -47,3 +55,27 @@ class TicketAuthMiddleware(BaseMiddleware):
         if user is None:
             return await refuse(receive, send)
         return await super().__call__({**scope, "user": user}, receive, send)
+
+
+class WebSocketSessionMiddleware(SessionMiddleware):
+    """Channels' ``SessionMiddleware``, minus its work on every WebSocket frame.
+
+    Channels wraps ``send`` to save the session and set its cookie when an HTTP
+    response starts; before looking at the message type it reads the session's state,
+    for every message. A WebSocket never starts an HTTP response (a consumer that
+    changes the session saves it itself), so that wrapper only costs time: about a
+    tenth of the server's CPU per chat delivery (docs/benchmark.md). Here a
+    WebSocket's session is resolved as before and ``send`` passes straight through;
+    other scopes get Channels' own behaviour."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] != "websocket":
+            return await super().__call__(scope, receive, send)
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        return await self.inner(wrapper.scope, receive, send)
+
+
+def WebSocketAuthMiddlewareStack(inner: Any) -> Any:
+    """Named, and composed, as Channels' ``AuthMiddlewareStack``."""
+    return CookieMiddleware(WebSocketSessionMiddleware(AuthMiddleware(inner)))

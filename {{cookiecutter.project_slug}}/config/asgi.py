@@ -18,11 +18,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 # models: the consumers and routing modules below do.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs Django set up
+# Imported after setup (E402): these import models.
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from accounts.middleware import TicketAuthMiddleware  # noqa: E402
+from accounts.middleware import TicketAuthMiddleware, WebSocketAuthMiddlewareStack  # noqa: E402
 from config.lifetime import WebSocketLifetimeMiddleware  # noqa: E402
 from config.origins import TrustedOriginValidator  # noqa: E402
 from config.routing import channel_routes, http_urlpatterns, websocket_urlpatterns  # noqa: E402
@@ -32,7 +32,7 @@ application = ProtocolTypeRouter(
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
         "websocket": WebSocketLifetimeMiddleware(
             TrustedOriginValidator(
-                AuthMiddlewareStack(TicketAuthMiddleware(URLRouter(websocket_urlpatterns)))
+                WebSocketAuthMiddlewareStack(TicketAuthMiddleware(URLRouter(websocket_urlpatterns)))
             )
         ),
         "channel": ChannelNameRouter(channel_routes),
