@@ -29,6 +29,7 @@ SHADOWED_MODULES = frozenset(
         "dj_database_url",
         "django",
         "docs",
+        "hiredis",
         "httptools",
         "hypothesis",
         "msgpack",

@@ -1007,7 +1007,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     what.add_argument("--clients", type=int_list, default=[10, 100, 500], help="room sizes C")
     what.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     what.add_argument(
-        "--senders", type=int, default=50, help="closed loop: members posting at once"
+        "--senders",
+        type=int,
+        default=100,
+        help="closed loop: members posting at once (all of a room of 100: with 50, the "
+        "project's server sat idle part of the time, waiting on round trips)",
     )
     what.add_argument("--rate", type=float_list, default=[1000.0], help="open loop: deliveries/s")
     what.add_argument("--storm", type=int, default=1000, help="storm: clients at once")
