@@ -754,6 +754,11 @@ def test_every_way_to_start_the_server_agrees(projects):
     for flag in SERVER_FLAGS:
         flag_value(flags["compose"], flag)
     assert flag_value(flags["compose"], "--ws-per-message-deflate") == "false"
+    # A stop gets the server's whole graceful shutdown before the kill.
+    graceful = int(flag_value(flags["compose"], "--timeout-graceful-shutdown"))
+    assert int(compose["web"]["stop_grace_period"].removesuffix("s")) > graceful
+    unit = (units / f"{SLUG}-web@.service").read_text()
+    assert int(re.search(r"^TimeoutStopSec=(\d+)s$", unit, re.MULTILINE)[1]) > graceful
 
     worker = {
         "compose": command_list(compose["worker"]["command"]),
