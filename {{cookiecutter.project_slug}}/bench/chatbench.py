@@ -208,7 +208,10 @@ def free_socket() -> socket.socket:
 
 
 class Process:
-    """A child process started by chatbench, its output in a log file."""
+    """A child process with its output in a log file: started, checked, stopped.
+
+    chatbench's servers and Redis, and the services tier's processes
+    (``chat/tests/servers.py`` builds on this class)."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
@@ -218,17 +221,22 @@ class Process:
         self.popen: subprocess.Popen[bytes] | None = None
         self.pass_fds: tuple[int, ...] = ()
 
+    def command(self) -> tuple[list[str], tuple[int, ...]]:
+        """The command line, and file descriptors the child inherits."""
+        return self.args, self.pass_fds
+
     def start(self) -> None:
+        args, pass_fds = self.command()
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(  # noqa: S603  # nosec B603 - our own programs, no shell
-                self.args,
+                args,
                 cwd=PROJECT_ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                pass_fds=self.pass_fds,
-                start_new_session=True,
+                pass_fds=pass_fds,
+                start_new_session=True,  # Ctrl-C in the terminal reaches the parent only
             )
 
     @property
@@ -239,21 +247,25 @@ class Process:
         if self.popen is not None and self.popen.poll() is not None:
             raise RuntimeError(f"{self.name} exited with {self.popen.returncode}\n{self.log()}")
 
-    def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(timeout=STOP_TIMEOUT)
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after ``STOP_TIMEOUT``; the exit code."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=STOP_TIMEOUT)
+        return self.popen.returncode
 
-    def log(self, tail: int = 3000) -> str:
+    def log(self, tail: int = 6000) -> str:
         try:
-            return f"--- {self.name} output:\n{self.log_path.read_text(errors='replace')[-tail:]}"
+            text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return f"--- {self.name}: no output"
+        return f"--- {self.name} output (last {tail} characters):\n{text[-tail:]}"
 
 
 class Server:

@@ -24,8 +24,6 @@ from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import (
     CLOSE_INVALID_ROOM,
-    CLOSE_LOGIN_REQUIRED,
-    CLOSE_TOO_MANY_SOCKETS,
     ClientError,
     PostMessage,
     RequestHistory,
@@ -51,13 +49,9 @@ class ChatConsumer(
             # Closing before accept() refuses the handshake: the client sees HTTP 403.
             await self.close(code=CLOSE_INVALID_ROOM)
             return
+        if await self.refused_at_handshake():
+            return
         user = self.scope["user"]
-        if settings.CHAT_REQUIRE_LOGIN and not user.is_authenticated:
-            await self.close(code=CLOSE_LOGIN_REQUIRED)
-            return
-        if not await self.claim_user_socket(user):
-            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
-            return
         self.room = await database_sync_to_async(services.room_get_or_create)(name=room_name)
         await self.join_group(self.room.group_name)
         if user.is_authenticated:

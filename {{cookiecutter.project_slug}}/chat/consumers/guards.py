@@ -20,7 +20,12 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from chat.protocol import CLOSE_RATE_LIMITED, ClientError
+from chat.protocol import (
+    CLOSE_LOGIN_REQUIRED,
+    CLOSE_RATE_LIMITED,
+    CLOSE_TOO_MANY_SOCKETS,
+    ClientError,
+)
 from chat.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
@@ -60,6 +65,7 @@ class GuardsMixin:
 
     channel_layer: Any
     channel_name: str
+    scope: dict[str, Any]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.joined_groups: set[str] = set()
@@ -80,6 +86,19 @@ class GuardsMixin:
     async def leave_group(self, group: str) -> None:
         self.joined_groups.discard(group)
         await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def refused_at_handshake(self) -> bool:
+        """Close before accept() (the client sees HTTP 403) a socket its user may not
+        open: an anonymous visitor where login is required (4401), or one socket over
+        the user's cap (4409). True if it was refused."""
+        user = self.scope["user"]
+        if settings.CHAT_REQUIRE_LOGIN and not user.is_authenticated:
+            await self.close(code=CLOSE_LOGIN_REQUIRED)  # type: ignore[attr-defined]
+            return True
+        if not await self.claim_user_socket(user):
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS)  # type: ignore[attr-defined]
+            return True
+        return False
 
     async def claim_user_socket(self, user: Any) -> bool:
         """True if the socket may open; anonymous sockets are not counted."""

@@ -29,8 +29,6 @@ from chat.consumers.guards import GuardsMixin
 from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import (
-    CLOSE_LOGIN_REQUIRED,
-    CLOSE_TOO_MANY_SOCKETS,
     ClientError,
     encode,
     error_frame,
@@ -47,13 +45,9 @@ MAX_ROOMS_PER_SOCKET = 20
 class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, RoomEventsMixin, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.rooms: dict[str, Room] = {}
+        if await self.refused_at_handshake():
+            return
         user = self.scope["user"]
-        if settings.CHAT_REQUIRE_LOGIN and not user.is_authenticated:
-            await self.close(code=CLOSE_LOGIN_REQUIRED)
-            return
-        if not await self.claim_user_socket(user):
-            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
-            return
         if user.is_authenticated:
             await self.join_group(user_group_name(user.pk))
         await self.accept()

@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -57,12 +56,13 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from bench.chatbench import PROJECT_APP, procfile_command, server_args
+from bench.chatbench import Process as BaseProcess
 from config.env import env_list, env_str
 
 LOOPBACK = "127.0.0.1"
-# Bounded waits, in seconds. Start-up allows for importing Django on a busy 2-core box.
+# Bounded waits, in seconds (stopping: chatbench's STOP_TIMEOUT). Start-up allows for
+# importing Django on a busy 2-core box.
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
 HTTP_TIMEOUT = 5.0
 # Longest wait for one WebSocket frame or handshake.
 FRAME_TIMEOUT = 10.0
@@ -237,34 +237,13 @@ def manage(
 # Processes.
 
 
-class Process:
-    """A child process with its output in a log file: start, wait until ready, stop."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.args = args
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def command(self) -> tuple[list[str], tuple[int, ...]]:
-        """The command line, and file descriptors the child inherits."""
-        return self.args, ()
+class Process(BaseProcess):
+    """chatbench's child process (started, stopped, its log), plus: waiting until it
+    is ready, and its exit code."""
 
     def start(self) -> None:
         assert self.popen is None or self.popen.poll() is not None, f"{self.name} is running"
-        args, pass_fds = self.command()
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(  # noqa: S603 - our own programs, fixed arguments
-                args,
-                cwd=project_root(),
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=pass_fds,
-                start_new_session=True,  # Ctrl-C in the terminal reaches pytest only
-            )
+        super().start()
 
     def is_ready(self) -> bool:
         return True
@@ -290,26 +269,6 @@ class Process:
             raise AssertionError(
                 f"{self.name} still running after {timeout:g}s\n{self.log()}"
             ) from None
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after ``STOP_TIMEOUT``; the exit code."""
-        if self.popen is None:
-            return None
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=STOP_TIMEOUT)
-        return self.popen.returncode
-
-    def log(self, tail: int = 6000) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return f"--- {self.name}: no output"
-        return f"--- {self.name} output (last {tail} characters):\n{text[-tail:]}"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} exit={self.exit_code}>"
