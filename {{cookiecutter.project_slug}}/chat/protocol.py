@@ -17,6 +17,7 @@ close is seen by the client as HTTP 403):
     4001 logged out elsewhere (HTTP logout closes that user's sockets)
     4400 invalid room name              4401 login required
     4403 invalid, expired or reused ticket   4404 no such WebSocket path
+    4408 too slow: the client did not take the room's messages in time (reconnect)
     4409 too many open sockets for this user 4429 kept flooding past the rate limit
     4503 the channel layer (Redis) is unavailable: reconnect later
 
@@ -38,6 +39,7 @@ CLOSE_INVALID_ROOM = 4400
 CLOSE_LOGIN_REQUIRED = 4401
 CLOSE_BAD_TICKET = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_SLOW = 4408
 CLOSE_TOO_MANY_SOCKETS = 4409
 CLOSE_RATE_LIMITED = 4429
 CLOSE_UNAVAILABLE = 4503

@@ -12,11 +12,13 @@ https://channels.readthedocs.io/en/stable/topics/consumers.html
 
 from __future__ import annotations
 
+import contextlib
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import selectors, services
+from chat import fanout, selectors, services
 from chat.consumers.dispatch import FastDispatchMixin
 from chat.consumers.faults import LayerFaultsMixin
 from chat.consumers.guards import GuardsMixin
@@ -39,6 +41,8 @@ class ChatConsumer(
     LayerFaultsMixin, GuardsMixin, RoomEventsMixin, FastDispatchMixin, AsyncWebsocketConsumer
 ):
     room: Room | None = None
+    # This socket in its room's process-local fan-out (chat/fanout.py).
+    room_member: fanout.Member | None = None
     # Events whose handlers below only send a frame or close: no ORM call.
     forward_events = frozenset({"chat.message", "chat.moderated", "chat.typing", "chat.logout"})
 
@@ -53,7 +57,11 @@ class ChatConsumer(
             return
         user = self.scope["user"]
         self.room = await database_sync_to_async(services.room_get_or_create)(name=room_name)
-        await self.join_group(self.room.group_name)
+        # The room's broadcasts reach this socket through the process's fan-out, which
+        # holds them back until the history below has been sent.
+        self.room_member = await fanout.join(
+            self.channel_layer, self.room.group_name, self.channel_name, self.base_send
+        )
         if user.is_authenticated:
             await self.join_group(user_group_name(user.pk))
         await self.accept()
@@ -62,6 +70,16 @@ class ChatConsumer(
             room=self.room, limit=settings.CHAT_HISTORY_LENGTH
         )
         await self.send(text_data=encode(history_frame(recent, self.room.name)))
+        await fanout.go_live(self.room_member)
+
+    async def release_everything(self) -> None:
+        member, self.room_member = self.room_member, None
+        if member is not None and self.room is not None:
+            # Best effort, as for the groups below: with the layer down there is
+            # nothing left to leave.
+            with contextlib.suppress(Exception):
+                await fanout.leave(self.channel_layer, self.room.group_name, member)
+        await super().release_everything()
 
     async def remember_room(self, room_name: str) -> None:
         """Store the room in the visitor's session. A WebSocket never saves the

@@ -1,0 +1,208 @@
+"""A room's broadcasts, received once per server process and written to each of its
+local sockets.
+
+Without this, every socket is a member of its room's group: a broadcast to a room of
+C sockets wakes C consumers, each through its channel's queue, its task and
+Channels' dispatch, only to send a frame the publisher already encoded. That was
+most of the server's CPU per delivery (docs/benchmark.md). Here one channel per
+process and room, the ``RoomFanout``, is the group's member; it receives each room
+event once and hands its frame to every local member's ASGI ``send`` in turn.
+Members on other processes are reached as before, through the channel layer.
+
+What each socket still gets, as with a group membership of its own:
+
+- order: a member joins before it reads the room's history and stays *pending*
+  until it has sent that history (``go_live``); events meanwhile wait in its
+  buffer, so a socket sees the history, then the live messages;
+- no frame of its own typing: a ``chat.typing`` event skips its ``sender``;
+- no room held up by a slow socket: a broadcast's sends share a time limit
+  (``SEND_TIMEOUT``); a member whose ``send`` is still waiting then (its client
+  reads too slowly for the server's write buffer) is dropped from the room and
+  closed with ``CLOSE_TOO_SLOW``, and its client reconnects and resyncs;
+- failure: when the fan-out's channel fails (Redis down), its members are closed
+  with ``CLOSE_UNAVAILABLE``, like any socket whose layer fails, and the next
+  socket that joins starts a new fan-out;
+- expiry: the layer forgets a group member after ``GROUP_EXPIRY``; a fan-out lives
+  as long as its room has local sockets, so it re-adds its channel when a member
+  joins more than ``REFRESH_INTERVAL`` after the last time. Every socket is closed
+  within ``WEBSOCKET_MAX_AGE`` (config/lifetime.py), so a fan-out older than that
+  has seen a join since, well within the expiry.
+
+The fan-out's group membership is added with the first local member and discarded
+with the last.
+https://channels.readthedocs.io/en/stable/topics/channel_layers.html#groups
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chat.protocol import CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Seconds one broadcast may spend waiting on its members' sends, all together.
+SEND_TIMEOUT = 2.0
+# Seconds after which a join re-adds the fan-out's channel to its group; far below
+# config/channel_layers.py's GROUP_EXPIRY (a day).
+REFRESH_INTERVAL = 3600.0
+
+
+class Member:
+    """One local socket of a room: its channel name (to skip its own typing), its
+    ASGI ``send``, and what waits for it while it is pending."""
+
+    __slots__ = ("channel_name", "live", "pending", "send")
+
+    def __init__(self, channel_name: str, send: Send) -> None:
+        self.channel_name = channel_name
+        self.send = send
+        self.live = False
+        self.pending: list[dict[str, Any]] = []
+
+
+class RoomFanout:
+    """The process's one member of a room's group, forwarding to local sockets."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, layer: Any, group: str) -> None:
+        self.layer = layer
+        self.group = group
+        self.members: dict[str, Member] = {}
+        self.channel = ""
+        self.added_at = float("-inf")
+        self.started: asyncio.Future[None] = asyncio.ensure_future(self.start())
+        self.reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.channel = await self.layer.new_channel()
+        await self.add()
+        self.reader = asyncio.ensure_future(self.read())
+
+    async def add(self) -> None:
+        await self.layer.group_add(self.group, self.channel)
+        self.added_at = self.clock()
+
+    async def read(self) -> None:
+        try:
+            while True:
+                await self.deliver(await self.layer.receive(self.channel))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every member must hear of it
+            logger.warning("room fan-out for %s failed, closing its sockets: %r", self.group, error)
+            forget(self)
+            for member in list(self.members.values()):
+                close_soon(member, CLOSE_UNAVAILABLE)
+            self.members.clear()
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        frame = event.get("frame")
+        if frame is None:
+            return  # not a room broadcast (the fan-out's channel gets nothing else)
+        message = {"type": "websocket.send", "text": frame}
+        sender = event.get("sender")
+        members = [m for m in self.members.values() if m.channel_name != sender]
+        index = 0
+        while index < len(members):
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    while index < len(members):
+                        member = members[index]
+                        index += 1
+                        await self.send_to(member, message)
+            except TimeoutError:
+                self.drop(members[index - 1])
+
+    async def send_to(self, member: Member, message: dict[str, Any]) -> None:
+        if not member.live:
+            member.pending.append(message)
+            return
+        try:
+            await member.send(message)
+        except Exception:  # noqa: BLE001 - the socket closed under us; its consumer leaves
+            member.live = False
+
+    def drop(self, member: Member) -> None:
+        """A member too slow to take a broadcast: out of the room, and closed."""
+        if self.members.get(member.channel_name) is member:
+            del self.members[member.channel_name]
+        logger.info("socket %s too slow for room %s, closing it", member.channel_name, self.group)
+        close_soon(member, CLOSE_TOO_SLOW)
+
+    async def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reader
+        if self.channel:
+            await self.layer.group_discard(self.group, self.channel)
+
+
+def close_soon(member: Member, code: int) -> None:
+    """Close a member's socket without waiting for it (its send may be stuck)."""
+    member.live = False
+    member.pending.clear()
+    task = asyncio.ensure_future(member.send({"type": "websocket.close", "code": code}))
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    CLOSING.add(task)
+    task.add_done_callback(CLOSING.discard)
+
+
+# Tasks closing sockets, kept until done (the event loop holds only weak references).
+CLOSING: set[asyncio.Future[None]] = set()
+# Each layer's fan-outs by group; a layer belongs to one event loop.
+FANOUTS: weakref.WeakKeyDictionary[Any, dict[str, RoomFanout]] = weakref.WeakKeyDictionary()
+
+
+def forget(fanout: RoomFanout) -> None:
+    rooms = FANOUTS.get(fanout.layer, {})
+    if rooms.get(fanout.group) is fanout:
+        del rooms[fanout.group]
+
+
+async def join(layer: Any, group: str, channel_name: str, send: Send) -> Member:
+    """Add a socket to its room's fan-out in this process, pending until ``go_live``."""
+    rooms = FANOUTS.setdefault(layer, {})
+    fanout = rooms.get(group)
+    if fanout is None:
+        fanout = rooms[group] = RoomFanout(layer, group)
+    try:
+        await asyncio.shield(fanout.started)
+    except BaseException:
+        forget(fanout)
+        raise
+    if fanout.clock() - fanout.added_at > REFRESH_INTERVAL:
+        await fanout.add()
+    member = fanout.members[channel_name] = Member(channel_name, send)
+    return member
+
+
+async def go_live(member: Member) -> None:
+    """Send what waited for the member, then deliver to it directly."""
+    while member.pending:
+        waiting, member.pending = member.pending, []
+        for message in waiting:
+            await member.send(message)
+    member.live = True
+
+
+async def leave(layer: Any, group: str, member: Member) -> None:
+    """Remove a socket from its room's fan-out; the last one out ends it."""
+    rooms = FANOUTS.get(layer, {})
+    fanout = rooms.get(group)
+    if fanout is None or fanout.members.get(member.channel_name) is not member:
+        return
+    del fanout.members[member.channel_name]
+    if not fanout.members:
+        forget(fanout)
+        await fanout.stop()

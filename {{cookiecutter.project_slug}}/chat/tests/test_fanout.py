@@ -1,0 +1,174 @@
+"""chat/fanout.py: a room's broadcasts reach every local socket through one group
+member per process, in order, without one slow socket holding up the room."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from chat import fanout
+from chat.protocol import CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE
+from chat.rooms import room_group_name
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 3
+GROUP = room_group_name("fanout")
+
+
+class Socket:
+    """An ASGI ``send`` that records what it was sent; ``stuck`` makes frames wait
+    forever, as a client that stopped reading does once the write buffer is full."""
+
+    def __init__(self, name: str, *, stuck: bool = False) -> None:
+        self.name = name
+        self.stuck = stuck
+        self.frames: list[str] = []
+        self.closed: list[int] = []
+        self.changed = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.close":
+            self.closed.append(message["code"])
+        elif self.stuck:
+            await asyncio.Event().wait()
+        else:
+            self.frames.append(message["text"])
+        self.changed.set()
+
+    async def wait_for(self, condition, what: str) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def live_member(layer, socket: Socket) -> fanout.Member:
+    member = await fanout.join(layer, GROUP, socket.name, socket.send)
+    await fanout.go_live(member)
+    return member
+
+
+def broadcast(frame: str, sender: str | None = None) -> dict[str, Any]:
+    event = {"type": "chat.message", "frame": frame}
+    if sender is not None:
+        event["sender"] = sender
+    return event
+
+
+async def test_one_group_member_per_room_and_process(channel_layer):
+    added = mock.AsyncMock(side_effect=channel_layer.group_add)
+    discarded = mock.AsyncMock(side_effect=channel_layer.group_discard)
+    ann, bob = Socket("ann"), Socket("bob")
+    with (
+        mock.patch.object(channel_layer, "group_add", new=added),
+        mock.patch.object(channel_layer, "group_discard", new=discarded),
+    ):
+        members = [await live_member(channel_layer, s) for s in (ann, bob)]
+        assert len(added.await_args_list) == 1  # the fan-out's channel, once
+        await channel_layer.group_send(GROUP, broadcast("hello"))
+        for socket in (ann, bob):
+            await socket.wait_for(lambda s=socket: s.frames == ["hello"], "the broadcast")
+        for member in members:
+            await fanout.leave(channel_layer, GROUP, member)
+    assert {c.args for c in added.await_args_list} == {c.args for c in discarded.await_args_list}
+    assert GROUP not in fanout.FANOUTS.get(channel_layer, {})
+
+
+async def test_a_pending_member_gets_what_waited_before_anything_live(channel_layer):
+    ann = Socket("ann")
+    member = await fanout.join(channel_layer, GROUP, ann.name, ann.send)
+    await channel_layer.group_send(GROUP, broadcast("during history"))
+    room = fanout.FANOUTS[channel_layer][GROUP]
+    for _ in range(300):  # up to TIMEOUT seconds
+        if member.pending:
+            break
+        await asyncio.sleep(0.01)
+    assert member.pending
+    assert ann.frames == []  # held back: the consumer is still sending the history
+    await ann.send({"type": "websocket.send", "text": "history"})
+    await fanout.go_live(member)
+    await channel_layer.group_send(GROUP, broadcast("live"))
+    await ann.wait_for(lambda: len(ann.frames) == 3, "the live message")
+    assert ann.frames == ["history", "during history", "live"]
+    await fanout.leave(channel_layer, GROUP, member)
+    assert room.reader is not None
+    assert room.reader.done()
+
+
+async def test_typing_skips_its_sender(channel_layer):
+    ann, bob = Socket("ann"), Socket("bob")
+    members = [await live_member(channel_layer, s) for s in (ann, bob)]
+    await channel_layer.group_send(GROUP, broadcast("ann is typing", sender="ann"))
+    await channel_layer.group_send(GROUP, broadcast("marker"))
+    await ann.wait_for(lambda: ann.frames == ["marker"], "the marker")
+    await bob.wait_for(lambda: bob.frames == ["ann is typing", "marker"], "both")
+    for member in members:
+        await fanout.leave(channel_layer, GROUP, member)
+
+
+async def test_a_stuck_socket_is_closed_and_the_room_goes_on(channel_layer, monkeypatch):
+    monkeypatch.setattr(fanout, "SEND_TIMEOUT", 0.2)
+    stuck, ann = Socket("stuck", stuck=True), Socket("ann")
+    members = [await live_member(channel_layer, s) for s in (stuck, ann)]
+    await channel_layer.group_send(GROUP, broadcast("one"))
+    await channel_layer.group_send(GROUP, broadcast("two"))
+    await ann.wait_for(lambda: ann.frames == ["one", "two"], "both messages")
+    await stuck.wait_for(lambda: stuck.closed == [CLOSE_TOO_SLOW], "the close")
+    assert "stuck" not in fanout.FANOUTS[channel_layer][GROUP].members
+    for member in members:
+        await fanout.leave(channel_layer, GROUP, member)
+
+
+class FailingLayer:
+    """A layer whose receive fails once the fan-out reads, as Redis going away does."""
+
+    def __init__(self) -> None:
+        self.failed = asyncio.Event()
+        self.added: list[tuple[str, str]] = []
+
+    async def new_channel(self) -> str:
+        return "specific.test!fanout"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.added.append((group, channel))
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        return None
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        await self.failed.wait()
+        raise ConnectionError("Redis went away")
+
+
+async def test_a_failed_channel_closes_its_members_and_the_next_join_starts_over():
+    layer = FailingLayer()
+    ann, bob = Socket("ann"), Socket("bob")
+    for socket in (ann, bob):
+        await live_member(layer, socket)
+    layer.failed.set()
+    for socket in (ann, bob):
+        await socket.wait_for(lambda s=socket: s.closed == [CLOSE_UNAVAILABLE], "4503")
+    assert GROUP not in fanout.FANOUTS[layer]
+    layer.failed = asyncio.Event()
+    cid = await live_member(layer, Socket("cid"))
+    assert len(layer.added) == 2  # a new fan-out joined the group again
+    await fanout.leave(layer, GROUP, cid)
+
+
+async def test_a_join_long_after_the_last_add_refreshes_the_membership(monkeypatch):
+    layer = FailingLayer()
+    now = [1000.0]
+    monkeypatch.setattr(fanout.RoomFanout, "clock", staticmethod(lambda: now[0]))
+    members = [await live_member(layer, Socket("ann"))]
+    now[0] += fanout.REFRESH_INTERVAL / 2
+    members.append(await live_member(layer, Socket("bob")))
+    assert len(layer.added) == 1
+    now[0] += fanout.REFRESH_INTERVAL
+    members.append(await live_member(layer, Socket("cid")))
+    assert len(layer.added) == 2
+    for member in members:
+        await fanout.leave(layer, GROUP, member)
