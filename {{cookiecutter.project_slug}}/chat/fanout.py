@@ -102,8 +102,8 @@ class RoomFanout:
             logger.warning("room fan-out for %s failed, closing its sockets: %r", self.group, error)
             forget(self)
             for member in list(self.members.values()):
+                self.discard(member)
                 close_soon(member, CLOSE_UNAVAILABLE)
-            self.members.clear()
 
     async def deliver(self, event: dict[str, Any]) -> None:
         frame = event.get("frame")
@@ -130,12 +130,18 @@ class RoomFanout:
         try:
             await member.send(message)
         except Exception:  # noqa: BLE001 - the socket closed under us; its consumer leaves
-            member.live = False
+            self.discard(member)
+
+    def discard(self, member: Member) -> None:
+        """Take a member out of the room: nothing more is sent or kept for it."""
+        if self.members.get(member.channel_name) is member:
+            del self.members[member.channel_name]
+        member.live = False
+        member.pending.clear()
 
     def drop(self, member: Member) -> None:
         """A member too slow to take a broadcast: out of the room, and closed."""
-        if self.members.get(member.channel_name) is member:
-            del self.members[member.channel_name]
+        self.discard(member)
         logger.info("socket %s too slow for room %s, closing it", member.channel_name, self.group)
         close_soon(member, CLOSE_TOO_SLOW)
 
@@ -150,8 +156,6 @@ class RoomFanout:
 
 def close_soon(member: Member, code: int) -> None:
     """Close a member's socket without waiting for it (its send may be stuck)."""
-    member.live = False
-    member.pending.clear()
     task = asyncio.ensure_future(member.send({"type": "websocket.close", "code": code}))
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     CLOSING.add(task)

@@ -23,9 +23,10 @@ class Socket:
     """An ASGI ``send`` that records what it was sent; ``stuck`` makes frames wait
     forever, as a client that stopped reading does once the write buffer is full."""
 
-    def __init__(self, name: str, *, stuck: bool = False) -> None:
+    def __init__(self, name: str, *, stuck: bool = False, gone: bool = False) -> None:
         self.name = name
         self.stuck = stuck
+        self.gone = gone
         self.frames: list[str] = []
         self.closed: list[int] = []
         self.changed = asyncio.Event()
@@ -33,6 +34,8 @@ class Socket:
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "websocket.close":
             self.closed.append(message["code"])
+        elif self.gone:
+            raise ConnectionResetError("the client went away")
         elif self.stuck:
             await asyncio.Event().wait()
         else:
@@ -119,6 +122,18 @@ async def test_a_stuck_socket_is_closed_and_the_room_goes_on(channel_layer, monk
     await ann.wait_for(lambda: ann.frames == ["one", "two"], "both messages")
     await stuck.wait_for(lambda: stuck.closed == [CLOSE_TOO_SLOW], "the close")
     assert "stuck" not in fanout.FANOUTS[channel_layer][GROUP].members
+    for member in members:
+        await fanout.leave(channel_layer, GROUP, member)
+
+
+async def test_a_socket_whose_send_fails_leaves_the_room(channel_layer):
+    gone, ann = Socket("gone", gone=True), Socket("ann")
+    members = [await live_member(channel_layer, s) for s in (gone, ann)]
+    await channel_layer.group_send(GROUP, broadcast("one"))
+    await channel_layer.group_send(GROUP, broadcast("two"))
+    await ann.wait_for(lambda: ann.frames == ["one", "two"], "both messages")
+    assert "gone" not in fanout.FANOUTS[channel_layer][GROUP].members
+    assert members[0].pending == []  # nothing kept for it either
     for member in members:
         await fanout.leave(channel_layer, GROUP, member)
 
