@@ -104,8 +104,13 @@ def generated_pytest(uv_path: str, root: Path, *args: str) -> list[str]:
     suite) clean up each other's numbered directories at session end; a removal that
     races becomes a PytestWarning, which the generated suite's filterwarnings=error
     turns into a failure after every test has passed."""
-    basetemp = root.parent / "pytest-basetemp"
+    basetemp = pytest_basetemp(root)
     return [uv_path, "run", "pytest", "-p", "no:cacheprovider", f"--basetemp={basetemp}", *args]
+
+
+def pytest_basetemp(root: Path) -> Path:
+    """The private pytest --basetemp of a generated project's runs (generated_pytest)."""
+    return root.parent / "pytest-basetemp"
 
 
 # Variables that choose a generated project's services; a test passes them explicitly

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.generation import COVERING_COMBINATIONS, combo_id, generate, run, tool
+from tests.generation import COVERING_COMBINATIONS, combo_id, generate, pytest_basetemp, run, tool
 
 # Each hook repository's PyPI package, which installs the same entry points.
 HOOK_PACKAGES = {
@@ -286,7 +286,7 @@ def test_mypy_passes(combo, tmp_path, shared_python):
 @pytest.mark.slow
 def test_make_test_reports_coverage_at_or_above_the_floor(project):
     # Its own --basetemp, as generated_pytest gives every other generated run.
-    basetemp = project.parent / "pytest-basetemp"
+    basetemp = pytest_basetemp(project)
     result = run(
         ["make", "test", f"PYTEST_ARGS=-p no:cacheprovider -q --basetemp={basetemp}"], cwd=project
     )

@@ -26,6 +26,8 @@ from config.asgi import application
 pytest_plugins = ["chat.tests.servers"]
 
 ORIGIN = (b"origin", b"http://localhost")
+# Seconds join_chat waits for the handshake and for the history frame.
+JOIN_TIMEOUT = 3
 
 # Figures tests measure (inputs tried, origins refused, ...), printed after the run.
 FIGURES: list[str] = []
@@ -75,6 +77,19 @@ def make_user(django_user_model):
         return django_user_model.objects.create_user(username=username, password=password)
 
     return make
+
+
+async def join_chat(
+    make_communicator: Callable[..., WebsocketCommunicator],
+    path: str = "/ws/chat/lobby/",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> WebsocketCommunicator:
+    """A communicator connected to a chat room, past the room's history frame."""
+    communicator = make_communicator(path, headers=headers)
+    connected, code = await communicator.connect(timeout=JOIN_TIMEOUT)
+    assert connected, code
+    assert (await communicator.receive_json_from(timeout=JOIN_TIMEOUT))["type"] == "history"
+    return communicator
 
 
 @pytest.fixture

@@ -304,8 +304,9 @@ def procfile_command() -> str:
     return DEFAULT_COMMAND
 
 
-def server_args(command: str, fd: int, app: str) -> list[str]:
-    """The command with its listening options replaced by ``--fd``, run by this Python."""
+def server_args(command: str, fd: int, app: str, extra: Sequence[str] = ()) -> list[str]:
+    """The command with its listening options replaced by ``--fd``, run by this Python;
+    ``extra`` options go before the application."""
     words = shlex.split(command)
     program, rest = words[0], words[1:]
     args: list[str] = []
@@ -323,7 +324,7 @@ def server_args(command: str, fd: int, app: str) -> list[str]:
     if app not in args:
         args.append(app)
     position = args.index(app)
-    args[position:position] = ["--fd", str(fd)]
+    args[position:position] = [*extra, "--fd", str(fd)]
     return [sys.executable, "-m", Path(program).name, *args]
 
 
@@ -881,41 +882,36 @@ def key(row: dict[str, Any]) -> tuple:
     return row["mode"], row["clients"], row.get("offered_per_s")
 
 
+DELIVERED = ("deliv/s", "deliveries_per_s", "{:,.0f}")
+LATENCY_AND_LOSS = [
+    ("p50 ms", "p50_ms", "{:.1f}"),
+    ("p99 ms", "p99_ms", "{:.1f}"),
+    ("max ms", "max_ms", "{:.0f}"),
+    ("loss", "loss", "{:,}"),
+]
+SERVER_CPU = ("CPU us/deliv", "server_cpu_us_per_delivery", "{:.1f}")
+SERVER_RSS = ("RSS MB", "server_rss_mb", "{:.0f}")
+CONNECTED = ("connected", "connected", "{:,}")
 COLUMNS = {
     "saturate": [
-        ("deliv/s", "deliveries_per_s", "{:,.0f}"),
-        ("p50 ms", "p50_ms", "{:.1f}"),
-        ("p99 ms", "p99_ms", "{:.1f}"),
-        ("max ms", "max_ms", "{:.0f}"),
-        ("loss", "loss", "{:,}"),
-        ("CPU us/deliv", "server_cpu_us_per_delivery", "{:.1f}"),
+        DELIVERED,
+        *LATENCY_AND_LOSS,
+        SERVER_CPU,
         ("Redis us", "redis_cpu_us_per_delivery", "{:.1f}"),
-        ("RSS MB", "server_rss_mb", "{:.0f}"),
+        SERVER_RSS,
         ("client CPU", "client_cpu_pct", "{:.0f}%"),
     ],
-    "open": [
-        ("offered/s", "offered_per_s", "{:,.0f}"),
-        ("deliv/s", "deliveries_per_s", "{:,.0f}"),
-        ("p50 ms", "p50_ms", "{:.1f}"),
-        ("p99 ms", "p99_ms", "{:.1f}"),
-        ("max ms", "max_ms", "{:.0f}"),
-        ("loss", "loss", "{:,}"),
-        ("CPU us/deliv", "server_cpu_us_per_delivery", "{:.1f}"),
-    ],
+    "open": [("offered/s", "offered_per_s", "{:,.0f}"), DELIVERED, *LATENCY_AND_LOSS, SERVER_CPU],
     "storm": [
-        ("connected", "connected", "{:,}"),
+        CONNECTED,
         ("failed", "failed_connects", "{:,}"),
         ("connect p50 ms", "connect_p50_ms", "{:.0f}"),
         ("connect p99 ms", "connect_p99_ms", "{:.0f}"),
         ("delivered", "delivered", "{:,}"),
         ("left in group", "left_in_group", "{}"),
-        ("RSS MB", "server_rss_mb", "{:.0f}"),
+        SERVER_RSS,
     ],
-    "idle": [
-        ("connected", "connected", "{:,}"),
-        ("KB/conn", "kb_per_connection", "{:.1f}"),
-        ("RSS MB", "server_rss_mb", "{:.0f}"),
-    ],
+    "idle": [CONNECTED, ("KB/conn", "kb_per_connection", "{:.1f}"), SERVER_RSS],
 }
 
 

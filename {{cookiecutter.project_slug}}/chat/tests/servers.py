@@ -291,8 +291,7 @@ class AsgiServer(Process):
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         fd = self.sock.fileno()
-        args = server_args(procfile_command(), fd, PROJECT_APP)
-        return [*args[:-3], *self.args, *args[-3:]], (fd,)
+        return server_args(procfile_command(), fd, PROJECT_APP, self.args), (fd,)
 
     @property
     def base_url(self) -> str:

@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from chat.protocol import CLOSE_LOGGED_OUT, CLOSE_LOGIN_REQUIRED
-from conftest import ORIGIN, session_cookie
+from conftest import ORIGIN, join_chat, session_cookie
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -19,11 +19,7 @@ TIMEOUT = 3
 
 
 async def join_as(make_communicator, cookie, room="lobby"):
-    communicator = make_communicator(f"/ws/chat/{room}/", headers=[ORIGIN, cookie])
-    connected, code = await communicator.connect(timeout=TIMEOUT)
-    assert connected, code
-    assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "history"
-    return communicator
+    return await join_chat(make_communicator, f"/ws/chat/{room}/", headers=[ORIGIN, cookie])
 
 
 async def test_a_signed_in_users_name_is_on_their_messages(

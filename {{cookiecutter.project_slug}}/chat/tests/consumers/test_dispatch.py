@@ -16,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from chat.consumers import chat
 from chat.consumers.dispatch import FastDispatchMixin
 from chat.services import message_post
+from conftest import join_chat
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -34,19 +35,11 @@ def cleanups():
         yield calls
 
 
-async def join(make_communicator, room: str = "lobby") -> WebsocketCommunicator:
-    communicator = make_communicator(f"/ws/chat/{room}/")
-    connected, code = await communicator.connect(timeout=TIMEOUT)
-    assert connected, code
-    assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "history"
-    return communicator
-
-
 async def test_forwarded_events_skip_the_cleanup_and_frames_keep_it(
     channel_layer, make_communicator, cleanups
 ):
-    ann = await join(make_communicator)
-    bob = await join(make_communicator)
+    ann = await join_chat(make_communicator)
+    bob = await join_chat(make_communicator)
     try:
         joined = len(cleanups)  # websocket.connect: one each
         assert joined == 2
@@ -64,7 +57,7 @@ async def test_forwarded_events_skip_the_cleanup_and_frames_keep_it(
 async def test_a_message_posted_from_sync_code_is_forwarded_without_cleanup(
     channel_layer, make_communicator, cleanups
 ):
-    ann = await join(make_communicator)
+    ann = await join_chat(make_communicator)
     try:
         before = len(cleanups)
         # As a view would: sync code on Django's thread (its connection is cleaned up).

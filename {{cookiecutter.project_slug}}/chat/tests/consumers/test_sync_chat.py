@@ -5,23 +5,16 @@ from __future__ import annotations
 import pytest
 
 from chat.protocol import CLOSE_INVALID_ROOM
+from conftest import join_chat
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 TIMEOUT = 3
 
 
-async def join(make_communicator, path):
-    communicator = make_communicator(path)
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
-    assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "history"
-    return communicator
-
-
 async def test_sync_and_async_members_of_a_room_see_each_other(channel_layer, make_communicator):
-    sync = await join(make_communicator, "/ws/chat-sync/lobby/")
-    async_ = await join(make_communicator, "/ws/chat/lobby/")
+    sync = await join_chat(make_communicator, "/ws/chat-sync/lobby/")
+    async_ = await join_chat(make_communicator, "/ws/chat/lobby/")
     try:
         await sync.send_json_to({"message": "from sync"})
         for client in (sync, async_):
@@ -35,7 +28,7 @@ async def test_sync_and_async_members_of_a_room_see_each_other(channel_layer, ma
 
 
 async def test_sync_consumer_errors_history_and_refusals(channel_layer, make_communicator):
-    sync = await join(make_communicator, "/ws/chat-sync/lobby/")
+    sync = await join_chat(make_communicator, "/ws/chat-sync/lobby/")
     try:
         await sync.send_to(text_data="{")
         assert (await sync.receive_json_from(timeout=TIMEOUT))["code"] == "invalid_json"
