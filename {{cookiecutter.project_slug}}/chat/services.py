@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -15,6 +16,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 
 from chat.models import Message, Room
 from chat.protocol import encode, message_frame, moderated_frame, typing_frame
@@ -42,9 +44,11 @@ def author_name(author: Author) -> str:
     return ANONYMOUS_NAME
 
 
-def message_create(*, room: Room, author: Author, text: str) -> Message:
+def message_new(*, room: Room, author: Author, text: str) -> Message:
+    """A message not yet stored: ``message_create`` stores one, ``messages_save``
+    (through chat/writer.py) many at once."""
     signed_in = author is not None and author.is_authenticated
-    return Message.objects.create(
+    return Message(
         room=room,
         # Typing only: a signed-in author is the user model, but request.user is typed
         # AbstractBaseUser, which django-stubs cannot narrow to it.
@@ -52,6 +56,37 @@ def message_create(*, room: Room, author: Author, text: str) -> Message:
         author_name=author_name(author),
         text=text,
     )
+
+
+def message_create(*, room: Room, author: Author, text: str) -> Message:
+    message = message_new(room=room, author=author, text=text)
+    message.save(force_insert=True)
+    return message
+
+
+def messages_save(*, messages: Sequence[Message]) -> list[Message | Exception]:
+    """Store new messages with one INSERT, in order, and give each its outcome: the
+    saved message, or the error that kept it from being stored.
+
+    If the one INSERT fails, the messages are stored one by one, so that a message
+    the database refuses fails alone and the others are stored. A database that
+    cannot return the new ids from a multi-row INSERT (MySQL) stores them one by one.
+    """
+    if len(messages) > 1 and connection.features.can_return_rows_from_bulk_insert:
+        try:
+            return list(Message.objects.bulk_create(messages))
+        except Exception:  # noqa: BLE001 - each message is tried alone below, and fails alone
+            logger.warning("storing %d messages at once failed; one by one now", len(messages))
+    outcomes: list[Message | Exception] = []
+    for message in messages:
+        message.pk = None  # a failed bulk_create stored none of them (one transaction)
+        try:
+            message.save(force_insert=True)
+        except Exception as error:  # noqa: BLE001 - handed to this message's sender
+            outcomes.append(error)
+        else:
+            outcomes.append(message)
+    return outcomes
 
 
 def message_event(*, message: Message, room: Room) -> dict[str, Any]:

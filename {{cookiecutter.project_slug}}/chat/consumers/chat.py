@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import fanout, selectors, services
+from chat import fanout, selectors, services, writer
 from chat.consumers.dispatch import FastDispatchMixin
 from chat.consumers.faults import LayerFaultsMixin
 from chat.consumers.guards import GuardsMixin
@@ -111,8 +111,8 @@ class ChatConsumer(
 
     async def post_message(self, action: PostMessage) -> None:
         room = self.joined_room()
-        message = await database_sync_to_async(services.message_create)(
-            room=room, author=self.scope["user"], text=action.text
+        message = await writer.save(
+            services.message_new(room=room, author=self.scope["user"], text=action.text)
         )
         await services.message_publish(message=message, room=room)
 

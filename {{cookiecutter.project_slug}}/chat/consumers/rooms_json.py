@@ -23,7 +23,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from chat import selectors, services
+from chat import selectors, services, writer
 from chat.consumers.faults import LayerFaultsMixin
 from chat.consumers.guards import GuardsMixin
 from chat.consumers.room_events import RoomEventsMixin
@@ -114,8 +114,8 @@ class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, RoomEventsMixin, AsyncJso
     async def post_message(self, name: str, content: dict[str, Any]) -> None:
         room = self.joined_room(name)
         text = message_text(content, max_length=settings.CHAT_MESSAGE_MAX_LENGTH)
-        message = await database_sync_to_async(services.message_create)(
-            room=room, author=self.scope["user"], text=text
+        message = await writer.save(
+            services.message_new(room=room, author=self.scope["user"], text=text)
         )
         await services.message_publish(message=message, room=room)
 
