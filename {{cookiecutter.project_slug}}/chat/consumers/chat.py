@@ -43,8 +43,12 @@ class ChatConsumer(
     room: Room | None = None
     # This socket in its room's process-local fan-out (chat/fanout.py).
     room_member: fanout.Member | None = None
-    # Events whose handlers below only send a frame or close: no ORM call.
-    forward_events = frozenset({"chat.message", "chat.moderated", "chat.typing", "chat.logout"})
+    # The handlers of these events only send a frame or close; receive() stores and
+    # reads through chat/writer.py and database_sync_to_async, which clean the
+    # connections themselves (dispatch.py).
+    skip_cleanup_for = frozenset(
+        {"chat.message", "chat.moderated", "chat.typing", "chat.logout", "websocket.receive"}
+    )
 
     async def connect(self) -> None:
         try:

@@ -1,15 +1,17 @@
-"""A cheaper dispatch loop for async consumers that forward a room's broadcasts.
+"""A cheaper dispatch loop for async consumers that carry a room's messages.
 
 Channels' ``AsyncConsumer`` does two costly things for every message, one
 delivery of a room broadcast included (docs/benchmark.md has the figures):
 
 - ``dispatch`` awaits ``aclose_old_connections()``, a hop to the database thread
-  and back, before every handler, so that a handler never uses a database
-  connection the server closed. A handler that makes no ORM call does not need
-  it. ``FastDispatchMixin`` skips it for the event types named in
-  ``forward_events`` (handlers that only send a frame the publisher encoded) and
-  keeps it for every other message: ``websocket.connect`` and ``websocket.receive``
-  call the ORM, so they still get their connections cleaned.
+  and back, before every handler, so that its ORM calls never use a connection the
+  database dropped or one older than CONN_MAX_AGE. Calls made through
+  ``database_sync_to_async`` get that anyway: it cleans before and after each call,
+  on the thread that runs it (``chat/writer.py`` uses it too). Only Django's async
+  ORM (``await Room.objects.aget(...)``) does not clean, and needs the hop.
+  ``FastDispatchMixin`` skips it for the message types in ``skip_cleanup_for``:
+  handlers that make no ORM call, or make every one through
+  ``database_sync_to_async``. Every other message keeps it.
 - ``await_many_dispatch`` wraps each next read of the client and of the channel
   layer in a new task and waits on both with ``asyncio.wait``. Here one
   long-lived task reads each source; a lock keeps handlers one at a time, in
@@ -36,8 +38,9 @@ from channels.layers import get_channel_layer
 class FastDispatchMixin:
     """``AsyncConsumer.__call__`` and ``dispatch`` with less work per message."""
 
-    # Channel-layer event types whose handlers make no ORM call (a "." for "_").
-    forward_events: ClassVar[frozenset[str]] = frozenset()
+    # Message types whose handlers make no ORM call, or make each one through
+    # database_sync_to_async (a handler's name is the type with "_" for ".").
+    skip_cleanup_for: ClassVar[frozenset[str]] = frozenset()
 
     channel_layer_alias: str
     base_send: Callable[[dict[str, Any]], Awaitable[None]]
@@ -73,7 +76,7 @@ class FastDispatchMixin:
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         event_type = message["type"]
-        if event_type in self.forward_events:
+        if event_type in self.skip_cleanup_for:
             await getattr(self, event_type.replace(".", "_"))(message)
         else:
             await super().dispatch(message)  # type: ignore[misc]

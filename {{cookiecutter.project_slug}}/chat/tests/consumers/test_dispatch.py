@@ -1,6 +1,7 @@
-"""FastDispatchMixin: forwarded events skip the database connection cleanup, every
-other message keeps it, handlers still run one at a time, and a failure ends the
-consumer as it did under Channels' own loop."""
+"""FastDispatchMixin: the chat's frames and events skip Channels' per-message
+connection cleanup while their ORM calls still clean for themselves, every other
+message keeps it, handlers still run one at a time, and a failure ends the consumer
+as it did under Channels' own loop."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def cleanups():
         yield calls
 
 
-async def test_forwarded_events_skip_the_cleanup_and_frames_keep_it(
+async def test_chat_frames_skip_the_dispatch_cleanup_and_their_orm_calls_clean(
     channel_layer, make_communicator, cleanups
 ):
     ann = await join_chat(make_communicator)
@@ -46,9 +47,11 @@ async def test_forwarded_events_skip_the_cleanup_and_frames_keep_it(
         await ann.send_json_to({"message": "hello"})
         for client in (ann, bob):
             assert (await client.receive_json_from(timeout=TIMEOUT))["message"] == "hello"
-        # The frame ann sent (websocket.receive) was cleaned for; the two
-        # chat.message deliveries were not.
-        assert len(cleanups) == joined + 1
+        # Neither the frame ann sent (websocket.receive) nor the deliveries went
+        # through dispatch's cleanup. Storing the message cleaned before and after,
+        # in database_sync_to_async (test_writer.py counts it: Channels' test
+        # communicator turns that cleanup off while the app runs).
+        assert len(cleanups) == joined
     finally:
         await ann.disconnect()
         await bob.disconnect()
@@ -68,15 +71,29 @@ async def test_a_message_posted_from_sync_code_is_forwarded_without_cleanup(
         await ann.disconnect()
 
 
-async def test_the_chat_forwards_only_events_whose_handlers_make_no_orm_call():
-    assert chat.ChatConsumer.forward_events == {
+async def test_the_chat_skips_the_cleanup_only_where_handlers_clean_or_need_none():
+    assert chat.ChatConsumer.skip_cleanup_for == {
         "chat.message",
         "chat.moderated",
         "chat.typing",
         "chat.logout",
+        "websocket.receive",
     }
-    for event in chat.ChatConsumer.forward_events:
-        assert hasattr(chat.ChatConsumer, event.replace(".", "_"))
+    for message_type in chat.ChatConsumer.skip_cleanup_for:
+        assert hasattr(chat.ChatConsumer, message_type.replace(".", "_"))
+
+
+async def test_message_types_not_listed_keep_the_cleanup(channel_layer, cleanups):
+    Recorder.reset()
+    communicator = WebsocketCommunicator(Recorder.as_asgi(), "/")
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    try:
+        await communicator.send_to(text_data="hello")
+        assert await next_entry() == "frame hello"
+        assert len(cleanups) == 2  # websocket.connect, websocket.receive
+    finally:
+        await communicator.disconnect()
 
 
 class Recorder(FastDispatchMixin, AsyncWebsocketConsumer):
