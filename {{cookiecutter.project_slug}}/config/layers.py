@@ -13,8 +13,9 @@ same channels); what changed, and why, is measured in docs/benchmark.md.
 - ``RedisChannelLayer``: one task per process reads the process's messages from
   Redis and hands each to its channels' queues, where the stock layer has every
   consumer compete for a lock through two new tasks per message (about half the
-  server's CPU per delivery at 100 members). Its Redis connections come from a
-  pool that waits (up to ``POOL_TIMEOUT``) for a free connection rather than
+  server's CPU per delivery at 100 members); it reads many messages per round
+  trip, where the stock layer makes four round trips per message. Its Redis
+  connections come from a pool that waits (up to ``POOL_TIMEOUT``) for a free connection rather than
   failing once ``POOL_MAX_CONNECTIONS`` are in use: with the stock pool, 1,000
   sockets opening at once got HTTP 500 (redis-py's ``MaxConnectionsError`` inside
   ``group_add``) and sockets closing at once left their group memberships behind.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from copy import deepcopy
 from typing import Any
@@ -38,6 +38,10 @@ from redis import asyncio as aioredis
 # seconds a command waits for one of them before it fails.
 POOL_MAX_CONNECTIONS = 50
 POOL_TIMEOUT = 10
+# Messages the process's reader takes from Redis in one round trip at most, and
+# seconds its blocking read waits when there are none (then it reads again).
+READ_BATCH = 100
+READ_WAIT = 1.0
 # Seconds between two sweeps: of expired messages in the in-memory layer, of empty
 # queues nobody waits on in RedisChannelLayer.
 SWEEP_INTERVAL = 1.0
@@ -94,6 +98,16 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
                 queue.put_nowait(item)
 
 
+def swallowed_cancel(task: asyncio.Task[Any]) -> None:
+    """Raise the cancellation a Redis command swallowed. On Python 3.11, redis-py's
+    send (``asyncio.wait_for`` with the socket timeout) can return normally when the
+    task is cancelled just as the send completes; ``Task.cancelling()`` still counts
+    the request. Without this, a reader cancelled by ``asyncio.run`` (the test client,
+    ``async_to_sync``) would read on and hold its loop open."""
+    if task.cancelling():
+        raise asyncio.CancelledError
+
+
 class ReaderFailed:
     """Put on a channel's queue when the process's Redis reader failed."""
 
@@ -109,8 +123,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
     two new tasks and an ``asyncio.wait`` per message, and the lock's holder reads
     from Redis for everyone (so a channel of another prefix, such as /readyz's,
     waits until a consumer's message arrives). Here one task per process and
-    prefix reads those messages from Redis, as channels-redis does (with its backup
-    queue), and puts each on the queue of the channels it names; a consumer's
+    prefix reads those messages from Redis, many per round trip (``read``), and
+    puts each on the queue of the channels it names; a consumer's
     ``receive`` only waits on its queue. Messages sent to a name without "!" (a
     worker's channel) are received as before.
     """
@@ -162,31 +176,38 @@ class RedisChannelLayer(core.RedisChannelLayer):
         """Move this process's messages from Redis to their channels' queues, until
         this task is no longer the process's reader (see ``stop_readers``).
 
-        The steps of channels-redis 4.3's ``receive_single`` (its backup queue keeps a
-        message safe if the read is interrupted), in a loop that can end between two
-        reads: redis-py may finish a blocking read before it sees a cancellation.
+        One round trip (ZPOPMIN) takes up to ``READ_BATCH`` messages, in order, when
+        any are waiting, as they are under load; only an empty channel costs a
+        second one, BZPOPMIN, which waits for the next message. (Not pipelined: a
+        pipeline's blocking read holds a cancellation until it ends.)
+        channels-redis' ``receive_single`` costs four round trips per message
+        instead, for its backup queue: a message whose read is interrupted goes back
+        to its channel for the channel's next reader. A process channel has no other
+        reader, and its reader is only interrupted when the process stops
+        (``stop_readers``), when its sockets close anyway. A read that fails (Redis
+        gone) loses what Redis sent it with either design.
         """
         index = self.consistent_hash(process_channel)
         key = self.prefix + process_channel
         me = asyncio.current_task()
+        if me is None:
+            raise RuntimeError("read() runs as a task")
         try:
             while self.readers.get(process_channel) is me:
-                await self.receive_clean_locks.acquire(key)
-                try:
-                    content = await self._brpop_with_clean(index, key, timeout=self.brpop_timeout)
-                except BaseException:
-                    self.receive_clean_locks.release(key)
-                    raise
-                if content is None:
-                    self.receive_clean_locks.release(key)
-                    continue
-                cleaner = asyncio.ensure_future(self._clean_receive_backup(index, key))
-                self.receive_cleaners.append(cleaner)
-                cleaner.add_done_callback(functools.partial(self.cleaned, key))
-                message = self.deserialize(content)
-                target = message.pop("__asgi_channel__")
-                for channel in target if isinstance(target, list) else [target]:
-                    self.local_queue(channel).put_nowait(message)
+                client = self.connection(index)
+                waiting = await client.zpopmin(key, READ_BATCH)
+                if not waiting:
+                    swallowed_cancel(me)
+                    first = await client.bzpopmin(key, timeout=READ_WAIT)
+                    if first is None:
+                        swallowed_cancel(me)
+                        continue
+                    waiting = [first[1:]]
+                for content, _ in waiting:
+                    message = self.deserialize(content)
+                    target = message.pop("__asgi_channel__")
+                    for channel in target if isinstance(target, list) else [target]:
+                        self.local_queue(channel).put_nowait(message)
         except Exception as error:  # noqa: BLE001 - handed to every receiver
             if self.readers.get(process_channel) is not me:
                 return  # stopped: nobody is waiting for this reader any more
@@ -196,10 +217,6 @@ class RedisChannelLayer(core.RedisChannelLayer):
             for channel, queue in list(self.local_queues.items()):
                 if channel.startswith(process_channel):
                     queue.put_nowait(ReaderFailed(error))
-
-    def cleaned(self, key: str, cleaner: asyncio.Future[Any]) -> None:
-        self.receive_cleaners.remove(cleaner)
-        self.receive_clean_locks.release(key)
 
     def sweep(self) -> None:
         """Drop queues nobody waits on and that hold nothing (one-off receivers such
@@ -215,14 +232,14 @@ class RedisChannelLayer(core.RedisChannelLayer):
     async def stop_readers(self) -> None:
         """Stop the readers. Each is sent a message so that its blocking read ends at
         once (redis-py can hold a cancellation until the read ends, up to
-        ``brpop_timeout``); a reader still running after that is cancelled."""
+        ``READ_WAIT``); a reader still running after that is cancelled."""
         readers, self.readers = self.readers, {}
         for process_channel, reader in readers.items():
             if not reader.done():
                 with contextlib.suppress(Exception):  # Redis down: the read fails anyway
                     await self.send(process_channel + "stop", {"type": "layer.stop"})
         if readers:
-            _, running = await asyncio.wait(readers.values(), timeout=self.brpop_timeout + 1)
+            _, running = await asyncio.wait(readers.values(), timeout=READ_WAIT + 1)
             for reader in running:
                 reader.cancel()
 

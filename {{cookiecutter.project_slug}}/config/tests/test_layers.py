@@ -4,8 +4,12 @@ layers, with less work per message, and a Redis pool that waits instead of faili
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from unittest import mock
 
 import pytest
+import pytest_asyncio
 from channels.exceptions import ChannelFull
 from django.conf import settings
 from redis import asyncio as aioredis
@@ -89,6 +93,20 @@ def redis_layer(redis_url: str = "redis://127.0.0.1:1/0") -> layers.RedisChannel
     return layers.RedisChannelLayer(**config["CONFIG"])
 
 
+def services_layer(name: str) -> layers.RedisChannelLayer:
+    """A layer on the services tier's Redis, its keys under a prefix of its own."""
+    layer = redis_layer(settings.REDIS_URL)
+    layer.prefix = f"test{name}{settings.TEST_RUN_ID}"
+    return layer
+
+
+@pytest_asyncio.fixture
+async def reader_layer():
+    layer = services_layer("reader")
+    yield layer
+    await layer.flush()
+
+
 def test_the_redis_pool_waits_for_a_connection_and_keeps_the_client_options():
     pool = redis_layer().create_pool(0)
     assert isinstance(pool, aioredis.BlockingConnectionPool)
@@ -143,34 +161,98 @@ async def test_an_unreachable_redis_fails_every_waiting_receive():
 
 @pytest.mark.services("REDIS_URL")
 @pytest.mark.asyncio
-async def test_the_readers_deliver_each_message_once_to_each_channel():
-    layer = redis_layer(settings.REDIS_URL)
-    layer.prefix = f"testreader{settings.TEST_RUN_ID}"
-    try:
-        members = [await layer.new_channel() for _ in range(3)]
-        for channel in members:
-            await layer.group_add("room", channel)
-        waiting = [asyncio.ensure_future(layer.receive(c)) for c in members]
-        await layer.group_send("room", {"type": "chat.message", "frame": "hi"})
-        received = await asyncio.wait_for(asyncio.gather(*waiting), TIMEOUT)
-        assert received == [{"type": "chat.message", "frame": "hi"}] * 3
-        # A channel of another prefix (as /readyz makes) is answered while the
-        # consumers' channels are waiting: the stock layer would hold it until one
-        # of them got a message.
-        idle = [asyncio.ensure_future(layer.receive(c)) for c in members]
-        probe = await layer.new_channel("readyz.")
-        await layer.send(probe, {"type": "readyz.ping"})
-        assert await asyncio.wait_for(layer.receive(probe), TIMEOUT) == {"type": "readyz.ping"}
-        assert not any(task.done() for task in idle)
-        # A consumer that goes away leaves no queue behind.
-        for task in idle:
-            task.cancel()
-        await asyncio.gather(*idle, return_exceptions=True)
-        assert not set(members) & set(layer.local_queues)
-        started = asyncio.get_running_loop().time()
-        await layer.stop_readers()
-        assert layer.readers == {}
-        # Stopped by a message, not by waiting out a blocking read.
-        assert asyncio.get_running_loop().time() - started < layer.brpop_timeout
-    finally:
-        await layer.flush()
+async def test_the_readers_deliver_each_message_once_to_each_channel(reader_layer):
+    layer = reader_layer
+    members = [await layer.new_channel() for _ in range(3)]
+    for channel in members:
+        await layer.group_add("room", channel)
+    waiting = [asyncio.ensure_future(layer.receive(c)) for c in members]
+    await layer.group_send("room", {"type": "chat.message", "frame": "hi"})
+    received = await asyncio.wait_for(asyncio.gather(*waiting), TIMEOUT)
+    assert received == [{"type": "chat.message", "frame": "hi"}] * 3
+    # A channel of another prefix (as /readyz makes) is answered while the
+    # consumers' channels are waiting: the stock layer would hold it until one
+    # of them got a message.
+    idle = [asyncio.ensure_future(layer.receive(c)) for c in members]
+    probe = await layer.new_channel("readyz.")
+    await layer.send(probe, {"type": "readyz.ping"})
+    assert await asyncio.wait_for(layer.receive(probe), TIMEOUT) == {"type": "readyz.ping"}
+    assert not any(task.done() for task in idle)
+    # A consumer that goes away leaves no queue behind.
+    for task in idle:
+        task.cancel()
+    await asyncio.gather(*idle, return_exceptions=True)
+    assert not set(members) & set(layer.local_queues)
+    started = asyncio.get_running_loop().time()
+    await layer.stop_readers()
+    assert layer.readers == {}
+    # Stopped by a message, not by waiting out a blocking read.
+    assert asyncio.get_running_loop().time() - started < layers.READ_WAIT
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_the_reader_takes_the_messages_waiting_in_one_round_trip_in_order(reader_layer):
+    layer = reader_layer
+    reads = []
+
+    def counting(name: str):
+        command = getattr(aioredis.Redis, name)
+
+        def counted(client, *args, **kwargs):
+            reads.append(name)
+            return command(client, *args, **kwargs)
+
+        return mock.patch.object(aioredis.Redis, name, counted)
+
+    channel = await layer.new_channel()
+    for number in range(5):  # queued in Redis before any reader runs
+        await layer.send(channel, {"type": "test.message", "n": number})
+    with counting("zpopmin"), counting("bzpopmin"):
+        received = [await asyncio.wait_for(layer.receive(channel), TIMEOUT) for _ in range(5)]
+    assert [message["n"] for message in received] == list(range(5))
+    # One ZPOPMIN took all five; the reader may already be waiting for more (an
+    # empty ZPOPMIN, then BZPOPMIN). channels-redis reads one message per BZPOPMIN.
+    assert reads[0] == "zpopmin"
+    assert len(reads) <= 3
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_a_cancelled_reader_ends_at_once_not_after_its_blocking_read(reader_layer):
+    layer = reader_layer
+    channel = await layer.new_channel()
+    waiting = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.2)  # the reader is in its blocking read (READ_WAIT: 1 s)
+    (reader,) = layer.readers.values()
+    # As asyncio.run does to the tasks left when its loop ends (the test client
+    # and async_to_sync run such loops).
+    reader.cancel()
+    waiting.cancel()
+    done, _ = await asyncio.wait([reader], timeout=layers.READ_WAIT / 2)
+    assert done == {reader}
+
+
+@pytest.mark.services("REDIS_URL")
+def test_a_loop_that_ends_while_its_reader_reads_closes_within_one_blocking_read():
+    """asyncio.run cancels the reader as its loop ends; a cancellation redis-py
+    swallows (Python 3.11) must still end it, not leave the loop reading on."""
+    layer = services_layer("loopend")
+
+    async def send_and_receive() -> None:
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "test.message"})
+        await asyncio.wait_for(layer.receive(channel), TIMEOUT)
+
+    took: list[float] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        asyncio.run(send_and_receive())
+        took.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(TIMEOUT + 2 * layers.READ_WAIT)
+    assert took, "the loop never ended: its reader kept reading"
+    assert took[0] < TIMEOUT
