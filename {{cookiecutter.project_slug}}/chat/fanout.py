@@ -21,7 +21,9 @@ What each socket still gets, as with a group membership of its own:
   closed with ``CLOSE_TOO_SLOW``, and its client reconnects and resyncs;
 - failure: when the fan-out's channel fails (Redis down), its members are closed
   with ``CLOSE_UNAVAILABLE``, like any socket whose layer fails, and the next
-  socket that joins starts a new fan-out;
+  socket that joins starts a new fan-out. That one, once it has joined the group
+  (Redis is back), takes the failed fan-out's channel out of it: left there, the
+  channel would be sent every broadcast, unread, until ``GROUP_EXPIRY``;
 - expiry: the layer forgets a group member after ``GROUP_EXPIRY``; a fan-out lives
   as long as its room has local sockets, so it re-adds its channel when a member
   joins more than ``REFRESH_INTERVAL`` after the last time. Every socket is closed
@@ -87,6 +89,18 @@ class RoomFanout:
         self.channel = await self.layer.new_channel()
         await self.add()
         self.reader = asyncio.ensure_future(self.read())
+        await self.discard_failed()
+
+    async def discard_failed(self) -> None:
+        """Take the channels of this room's failed fan-outs out of its group."""
+        failed = FAILED.get(self.layer, {}).get(self.group, set())
+        for channel in list(failed):
+            try:
+                await self.layer.group_discard(self.group, channel)
+            except Exception:  # noqa: BLE001 - kept for the next fan-out to try
+                logger.info("could not discard failed fan-out %s of %s yet", channel, self.group)
+            else:
+                failed.discard(channel)
 
     async def add(self) -> None:
         await self.layer.group_add(self.group, self.channel)
@@ -101,6 +115,7 @@ class RoomFanout:
         except Exception as error:  # noqa: BLE001 - every member must hear of it
             logger.warning("room fan-out for %s failed, closing its sockets: %r", self.group, error)
             forget(self)
+            FAILED.setdefault(self.layer, {}).setdefault(self.group, set()).add(self.channel)
             for member in list(self.members.values()):
                 self.discard(member)
                 close_soon(member, CLOSE_UNAVAILABLE)
@@ -166,6 +181,8 @@ def close_soon(member: Member, code: int) -> None:
 CLOSING: set[asyncio.Future[None]] = set()
 # Each layer's fan-outs by group; a layer belongs to one event loop.
 FANOUTS: weakref.WeakKeyDictionary[Any, dict[str, RoomFanout]] = weakref.WeakKeyDictionary()
+# Each layer's channels of failed fan-outs, by group, until they are out of it.
+FAILED: weakref.WeakKeyDictionary[Any, dict[str, set[str]]] = weakref.WeakKeyDictionary()
 
 
 def forget(fanout: RoomFanout) -> None:

@@ -144,15 +144,21 @@ class FailingLayer:
     def __init__(self) -> None:
         self.failed = asyncio.Event()
         self.added: list[tuple[str, str]] = []
+        self.discarded: list[tuple[str, str]] = []
+        self.channels = 0
+        self.discard_fails = False
 
     async def new_channel(self) -> str:
-        return "specific.test!fanout"
+        self.channels += 1
+        return f"specific.test!fanout{self.channels}"
 
     async def group_add(self, group: str, channel: str) -> None:
         self.added.append((group, channel))
 
     async def group_discard(self, group: str, channel: str) -> None:
-        return None
+        if self.discard_fails:
+            raise ConnectionError("Redis is still away")
+        self.discarded.append((group, channel))
 
     async def receive(self, channel: str) -> dict[str, Any]:
         await self.failed.wait()
@@ -170,7 +176,28 @@ async def test_a_failed_channel_closes_its_members_and_the_next_join_starts_over
     assert GROUP not in fanout.FANOUTS[layer]
     layer.failed = asyncio.Event()
     cid = await live_member(layer, Socket("cid"))
-    assert len(layer.added) == 2  # a new fan-out joined the group again
+    # A new fan-out joined the group again, and took the failed one's channel out.
+    assert layer.added == [(GROUP, "specific.test!fanout1"), (GROUP, "specific.test!fanout2")]
+    assert layer.discarded == [(GROUP, "specific.test!fanout1")]
+    assert not fanout.FAILED[layer][GROUP]
+    await fanout.leave(layer, GROUP, cid)
+    assert layer.discarded[-1] == (GROUP, "specific.test!fanout2")
+
+
+async def test_a_failed_channel_that_cannot_be_discarded_yet_is_tried_by_the_next_fanout():
+    layer = FailingLayer()
+    ann = Socket("ann")
+    await live_member(layer, ann)
+    layer.failed.set()
+    await ann.wait_for(lambda: ann.closed == [CLOSE_UNAVAILABLE], "4503")
+    layer.failed, layer.discard_fails = asyncio.Event(), True
+    bob = await live_member(layer, Socket("bob"))  # the join works, the discard not yet
+    assert fanout.FAILED[layer][GROUP] == {"specific.test!fanout1"}
+    layer.discard_fails = False
+    await fanout.leave(layer, GROUP, bob)
+    cid = await live_member(layer, Socket("cid"))
+    assert (GROUP, "specific.test!fanout1") in layer.discarded
+    assert not fanout.FAILED[layer][GROUP]
     await fanout.leave(layer, GROUP, cid)
 
 
