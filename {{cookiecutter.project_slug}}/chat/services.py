@@ -65,7 +65,8 @@ def message_create(*, room: Room, author: Author, text: str) -> Message:
 
 
 def messages_save(*, messages: Sequence[Message]) -> list[Message | Exception]:
-    """Store new messages with one INSERT, in order, and give each its outcome: the
+    """Store new messages with one INSERT (``bulk_create``: one transaction, split into
+    a few statements on SQLite), in order, and give each its outcome: the
     saved message, or the error that kept it from being stored.
 
     If the one INSERT fails, the messages are stored one by one, so that a message

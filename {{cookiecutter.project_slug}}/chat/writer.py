@@ -33,7 +33,8 @@ from channels.db import database_sync_to_async
 from chat import services
 from chat.models import Message
 
-# Messages stored by one INSERT at most; the rest wait for the next one.
+# Messages stored in one batch at most (one transaction; one INSERT on PostgreSQL,
+# a few on SQLite, whose statements take fewer parameters); the rest go in the next.
 MAX_BATCH = 500
 
 Waiting = tuple[Message, "asyncio.Future[Message]"]

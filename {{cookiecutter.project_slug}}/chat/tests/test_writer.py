@@ -104,6 +104,15 @@ async def test_a_batch_holds_at_most_max_batch_messages(room, batches, monkeypat
     assert await stored_texts(room) == [f"m{i}" for i in range(5)]
 
 
+async def test_a_batch_larger_than_one_statement_takes_is_stored_whole_in_order(room, batches):
+    # SQLite takes 999 parameters per statement: 166 messages; bulk_create splits.
+    stored = await asyncio.gather(*(writer.save(new(room, f"m{i}")) for i in range(300)))
+    assert batches.sizes == [300]
+    ids = [m.pk for m in stored]
+    assert ids == sorted(ids)
+    assert await stored_texts(room) == [f"m{i}" for i in range(300)]
+
+
 async def test_a_message_the_database_refuses_fails_alone(room):
     unsaved_room = Room(name="never-stored")  # storing a message in it raises ValueError
     outcomes = await asyncio.gather(
