@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from copy import deepcopy
 from typing import Any
@@ -33,6 +34,8 @@ from typing import Any
 from channels import layers
 from channels_redis import core
 from redis import asyncio as aioredis
+
+logger = logging.getLogger(__name__)
 
 # Redis connections one server process opens at most for RedisChannelLayer, and
 # seconds a command waits for one of them before it fails.
@@ -108,6 +111,27 @@ def swallowed_cancel(task: asyncio.Task[Any]) -> None:
         raise asyncio.CancelledError
 
 
+# channels-redis' group send script, with each channel's expired messages dropped in
+# the same call (channels-redis drops them in a round trip of its own first).
+GROUP_SEND_LUA = """
+local count = #KEYS
+local over_capacity = 0
+local cutoff = tonumber(ARGV[2 * count + 1])
+local now = ARGV[2 * count + 2]
+local expiry = ARGV[2 * count + 3]
+for i = 1, count do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, cutoff)
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[count + i]) then
+        redis.call('ZADD', KEYS[i], now, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+
 class ReaderFailed:
     """Put on a channel's queue when the process's Redis reader failed."""
 
@@ -142,6 +166,39 @@ class RedisChannelLayer(core.RedisChannelLayer):
         return aioredis.BlockingConnectionPool.from_url(
             host.pop("address"), max_connections=POOL_MAX_CONNECTIONS, timeout=POOL_TIMEOUT, **host
         )
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """channels-redis' ``group_send`` in two round trips instead of four: the
+        group's expired members are dropped and its members read in one pipeline,
+        and each Redis host gets one script that drops its channels' expired
+        messages and adds the new one where there is room."""
+        self.require_valid_group_name(group)
+        key = self._group_key(group)
+        pipe = self.connection(self.consistent_hash(group)).pipeline(transaction=False)
+        pipe.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
+        pipe.zrange(key, 0, -1)
+        _, members = await pipe.execute()
+        channel_names = [member.decode("utf8") for member in members]
+        by_host, messages, capacities = self._map_channel_keys_to_connection(channel_names, message)
+        for index, keys in by_host.items():
+            now = time.time()
+            over_capacity = await self.connection(index).eval(
+                GROUP_SEND_LUA,
+                len(keys),
+                *keys,
+                *(messages[key] for key in keys),
+                *(capacities[key] for key in keys),
+                int(now) - int(self.expiry),
+                now,
+                self.expiry,
+            )
+            if over_capacity:
+                logger.info(
+                    "%s of %s channels over capacity in group %s",
+                    over_capacity,
+                    len(channel_names),
+                    group,
+                )
 
     def local_queue(self, channel: str) -> asyncio.Queue[Any]:
         queue = self.local_queues.get(channel)

@@ -256,3 +256,30 @@ def test_a_loop_that_ends_while_its_reader_reads_closes_within_one_blocking_read
     thread.join(TIMEOUT + 2 * layers.READ_WAIT)
     assert took, "the loop never ended: its reader kept reading"
     assert took[0] < TIMEOUT
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_a_group_send_drops_expired_messages_first_and_skips_full_channels(reader_layer):
+    sender, other = reader_layer, services_layer("other")
+    other.prefix = sender.prefix  # another process on the same Redis
+    sender.capacity = 1
+    here, there = await sender.new_channel(), await other.new_channel()
+    for channel in (here, there):
+        await sender.group_add("room", channel)
+    there_key = sender.prefix + sender.non_local_name(there)
+    try:
+        await sender.send(there, {"type": "test.old"})  # the other process's key is full
+        await sender.group_send("room", {"type": "test.first"})
+        assert await asyncio.wait_for(sender.receive(here), TIMEOUT) == {"type": "test.first"}
+        client = sender.connection(0)
+        assert await client.zcard(there_key) == 1  # full: the group message was dropped
+        # Once the waiting message is older than the layer's expiry, the next group send
+        # drops it before it checks for room.
+        (waiting,) = await client.zrange(there_key, 0, -1)
+        await client.zadd(there_key, {waiting: time.time() - sender.expiry - 5})
+        await sender.group_send("room", {"type": "test.second"})
+        assert await asyncio.wait_for(sender.receive(here), TIMEOUT) == {"type": "test.second"}
+        assert await asyncio.wait_for(other.receive(there), TIMEOUT) == {"type": "test.second"}
+    finally:
+        await other.flush()
