@@ -14,9 +14,10 @@ same channels); what changed, and why, is measured in docs/benchmark.md.
   Redis and hands each to its channels' queues, where the stock layer has every
   consumer compete for a lock through two new tasks per message (about half the
   server's CPU per delivery at 100 members); it reads many messages per round
-  trip, where the stock layer makes four round trips per message. Its Redis
-  connections come from a pool that waits (up to ``POOL_TIMEOUT``) for a free connection rather than
-  failing once ``POOL_MAX_CONNECTIONS`` are in use: with the stock pool, 1,000
+  trip, where the stock layer makes four round trips per message, and sends to a
+  group in two round trips instead of four. Its Redis connections come from a pool
+  that waits (up to ``POOL_TIMEOUT``) for a free connection rather than failing
+  once ``POOL_MAX_CONNECTIONS`` are in use: with the stock pool, 1,000
   sockets opening at once got HTTP 500 (redis-py's ``MaxConnectionsError`` inside
   ``group_add``) and sockets closing at once left their group memberships behind.
 https://channels.readthedocs.io/en/stable/topics/channel_layers.html
