@@ -105,11 +105,20 @@ async def test_the_consumer_queues_a_job_for_each_new_message(channel_layer, mak
     await ann.receive_json_from(timeout=TIMEOUT)
     # Spy on the send rather than receive the job: on the Pub/Sub layer a job published
     # before anyone listens is gone, and a shared Redis may carry other runs' jobs.
-    sent_jobs = mock.AsyncMock(side_effect=channel_layer.send)
+    # The job is queued after the broadcast, which may reach ann first: wait for it.
+    job_queued = asyncio.Event()
+    send = channel_layer.send
+
+    async def sending(channel: str, message: dict) -> None:
+        await send(channel, message)
+        job_queued.set()
+
+    sent_jobs = mock.AsyncMock(side_effect=sending)
     try:
         with mock.patch.object(channel_layer, "send", new=sent_jobs):
             await ann.send_json_to({"message": "hello"})
             sent = await ann.receive_json_from(timeout=TIMEOUT)
+            await asyncio.wait_for(job_queued.wait(), TIMEOUT)
         sent_jobs.assert_awaited_once_with(
             services.WORKER_CHANNEL, {"type": "chat.moderate", "message_id": sent["id"]}
         )
