@@ -252,13 +252,13 @@ class RedisChannelLayer(core.RedisChannelLayer):
             raise RuntimeError("read() runs as a task")
         try:
             while self.readers.get(process_channel) is me:
+                swallowed_cancel(me)
                 client = self.connection(index)
                 waiting = await client.zpopmin(key, READ_BATCH)
                 if not waiting:
                     swallowed_cancel(me)
                     first = await client.bzpopmin(key, timeout=READ_WAIT)
                     if first is None:
-                        swallowed_cancel(me)
                         continue
                     waiting = [first[1:]]
                 for content, _ in waiting:
