@@ -10,6 +10,7 @@ Docker would do: interpolate ``${VAR}`` from the env file, merge ``env_file`` an
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import secrets
@@ -22,12 +23,25 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "compose-spec.json"
+
+def compose_validator() -> jsonschema.protocols.Validator:
+    """A validator for the official Compose schema as check-jsonschema ships it
+    (``--builtin-schema vendor.compose-spec``): pinned by the lock, read from inside
+    the environment, checked with the draft the schema names."""
+    schema = json.loads(
+        resources.files("check_jsonschema.builtin_schemas.vendor")
+        .joinpath("compose-spec.json")
+        .read_text()
+    )
+    return jsonschema.validators.validator_for(schema)(schema)
+
 
 # ---------------------------------------------------------------------------------
 # Compose files

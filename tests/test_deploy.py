@@ -38,15 +38,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import jsonschema
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.deploy_support import (
-    SCHEMA,
     Processes,
     Stage,
     command_list,
+    compose_validator,
     depends_on,
     dockerfile_stages,
     dockerignore_patterns,
@@ -368,7 +367,7 @@ def adapted_site(
 @pytest.mark.parametrize("database", DATABASES)
 def test_compose_file_matches_the_compose_schema(projects, database, filename):
     root = projects[database]
-    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    validator = compose_validator()
     raw = load_yaml(root / filename)
     interpolated = interpolate(raw, compose_inputs(root, filename)[0])
     for document in (raw, interpolated):
@@ -381,7 +380,7 @@ def test_compose_file_matches_the_compose_schema(projects, database, filename):
 
 def test_compose_schema_check_can_fail(projects):
     """The schema check above is not vacuous: a misspelt key and a bad condition fail."""
-    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    validator = compose_validator()
     document = load_yaml(projects["postgresql"] / "compose.production.yaml")
     document["services"]["web"]["restart_policy"] = "always"
     document["services"]["web"]["depends_on"]["db"]["condition"] = "service_ready"
