@@ -775,7 +775,7 @@ def test_every_way_to_start_the_server_agrees(projects):
     base = (root / "config" / "settings" / "base.py").read_text()
     lifetime = setting_number(base, "WEBSOCKET_MAX_AGE")
     frame_limit = setting_number(base, "CHAT_FRAME_MAX_BYTES")
-    layers = (root / "config" / "channel_layers.py").read_text()
+    layers = (root / "realtime" / "channel_layers.py").read_text()
     group_expiry = setting_number(layers, "GROUP_EXPIRY")
     assert 0 < lifetime < group_expiry, "a socket must leave before its group membership expires"
     assert max_size > frame_limit, "oversized chat input must reach the app's error frame"

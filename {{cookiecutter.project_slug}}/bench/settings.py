@@ -8,10 +8,10 @@ server's environment.
 https://docs.djangoproject.com/en/5.2/topics/settings/
 """
 
-from config.channel_layers import channel_layers
 from config.env import env_bool, env_list, env_str
 from config.settings.base import *  # noqa: F403 - the shared settings, changed below by name
 from config.settings.base import REDIS_URL
+from realtime.channel_layers import channel_layers
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 

@@ -54,7 +54,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Seconds one broadcast may spend waiting on its members' sends, all together.
 SEND_TIMEOUT = 2.0
 # Seconds after which a join re-adds the fan-out's channel to its group; far below
-# config/channel_layers.py's GROUP_EXPIRY (a day).
+# realtime/channel_layers.py's GROUP_EXPIRY (a day).
 REFRESH_INTERVAL = 3600.0
 
 

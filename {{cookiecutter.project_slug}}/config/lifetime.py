@@ -1,7 +1,7 @@
 """The longest a WebSocket stays open: ``WEBSOCKET_MAX_AGE`` seconds (settings).
 
 A channel layer forgets a group membership ``GROUP_EXPIRY`` seconds after it was
-added (``config/channel_layers.py``: one day), so a socket open longer would
+added (``realtime/channel_layers.py``: one day), so a socket open longer would
 silently stop getting its room's messages. Before that, this middleware closes it
 (code 1001, going away) and hands the consumer a ``websocket.disconnect``, so its
 disconnect handler leaves its groups as on any other close; the browser client

@@ -33,8 +33,8 @@ from chat.tests.servers import (
     running,
     server_env,
 )
-from config.channel_layers import channel_layers
 from conftest import report_figure
+from realtime.channel_layers import channel_layers
 
 pytestmark = pytest.mark.services("REDIS_URL")
 

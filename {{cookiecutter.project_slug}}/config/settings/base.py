@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.channel_layers import channel_layers
 from config.env import env_bool, env_float, env_int, env_list, env_str
+from realtime.channel_layers import channel_layers
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -31,7 +31,7 @@ CSRF_TRUSTED_ORIGINS = TRUSTED_ORIGINS
 # Also accept WebSockets from any port on localhost (development and tests only).
 WEBSOCKET_ALLOW_LOCALHOST = False
 # Seconds a WebSocket stays open at most (config/lifetime.py): less than the channel
-# layer's GROUP_EXPIRY (config/channel_layers.py), after which a group forgets it.
+# layer's GROUP_EXPIRY (realtime/channel_layers.py), after which a group forgets it.
 WEBSOCKET_MAX_AGE = 12 * 60 * 60
 
 INSTALLED_APPS = [
@@ -112,7 +112,7 @@ DATABASES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The in-memory layer unless REDIS_URL is set; see config/channel_layers.py.
+# The in-memory layer unless REDIS_URL is set; see realtime/channel_layers.py.
 REDIS_URL = env_str("REDIS_URL")
 CHANNEL_LAYERS = channel_layers(
     redis_url=REDIS_URL,

@@ -10,8 +10,8 @@ import os
 import secrets
 from typing import Any, cast
 
-from config.channel_layers import channel_layers
 from config.env import env_list, env_str
+from realtime.channel_layers import channel_layers
 
 from .base import *  # noqa: F403 - the shared settings, changed below by name
 from .base import CACHES, DATABASES, REDIS_URL, TEMPLATES

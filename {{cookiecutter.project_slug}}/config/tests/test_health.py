@@ -5,7 +5,7 @@ import pytest
 from django.test import override_settings
 
 from chat.tests.servers import AsgiServer, free_port, running, server_env
-from config.channel_layers import REDIS_BACKENDS, channel_layers
+from realtime.channel_layers import REDIS_BACKENDS, channel_layers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

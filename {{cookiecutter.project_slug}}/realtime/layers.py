@@ -1,4 +1,4 @@
-"""The channel layers ``config/channel_layers.py`` configures: Channels' and
+"""The channel layers ``realtime/channel_layers.py`` configures: Channels' and
 channels-redis' own, changed where they cost the chat correctness or speed.
 
 Each keeps the behaviour the Channels docs describe (the same messages reach the

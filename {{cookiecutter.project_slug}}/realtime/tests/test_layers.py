@@ -1,4 +1,4 @@
-"""The project's channel layers (config/layers.py): the same deliveries as the stock
+"""The project's channel layers (realtime/layers.py): the same deliveries as the stock
 layers, with less work per message, and a Redis pool that waits instead of failing."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from django.conf import settings
 from redis import asyncio as aioredis
 
 from chat.consumers.faults import LAYER_ERRORS
-from config import layers
-from config.channel_layers import REDIS_BACKENDS, channel_layers
+from realtime import layers
+from realtime.channel_layers import REDIS_BACKENDS, channel_layers
 
 TIMEOUT = 3
 
@@ -83,9 +83,9 @@ async def test_expired_messages_are_swept_at_most_once_a_second():
 
 def test_settings_name_the_projects_layers():
     assert channel_layers(redis_url="", kind="redis")["default"]["BACKEND"] == (
-        "config.layers.InMemoryChannelLayer"
+        "realtime.layers.InMemoryChannelLayer"
     )
-    assert REDIS_BACKENDS["redis"] == "config.layers.RedisChannelLayer"
+    assert REDIS_BACKENDS["redis"] == "realtime.layers.RedisChannelLayer"
 
 
 def redis_layer(redis_url: str = "redis://127.0.0.1:1/0") -> layers.RedisChannelLayer:

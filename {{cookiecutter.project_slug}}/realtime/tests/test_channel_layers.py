@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from chat.tests.servers import RedisSentinel, RedisServer, running, server_env
-from config.channel_layers import IN_MEMORY_BACKEND, REDIS_BACKENDS, channel_layers
+from realtime.channel_layers import IN_MEMORY_BACKEND, REDIS_BACKENDS, channel_layers
 
 
 def test_no_redis_url_means_in_memory():
@@ -38,7 +38,7 @@ def test_encryption_keys_are_passed_when_set():
 
 
 def test_group_expiry_outlives_the_longest_websocket(settings):
-    from config.channel_layers import GROUP_EXPIRY
+    from realtime.channel_layers import GROUP_EXPIRY
 
     layer = channel_layers(redis_url="redis://h", kind="redis")["default"]["CONFIG"]
     assert layer["group_expiry"] == GROUP_EXPIRY >= 86400

@@ -18,11 +18,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 
-# config/layers.py: the in-memory layer without its per-message sweep, and
+# realtime/layers.py: the in-memory layer without its per-message sweep, and
 # RedisChannelLayer with a pool that waits for a connection instead of failing.
-IN_MEMORY_BACKEND = "config.layers.InMemoryChannelLayer"
+IN_MEMORY_BACKEND = "realtime.layers.InMemoryChannelLayer"
 REDIS_BACKENDS = {
-    "redis": "config.layers.RedisChannelLayer",
+    "redis": "realtime.layers.RedisChannelLayer",
     "redis_pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
 
