@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import random
+import shlex
+import string
 import subprocess
 import sys
 import tomllib
 
 import pytest
 
-from tests.generation import DEFAULTS, TEMPLATE_DIR, generate
+from local_extensions import answers
+from tests.generation import DEFAULTS, TEMPLATE_DIR, generate, run
 
 
 def load_hook(name: str):
@@ -36,7 +40,8 @@ GOOD = {
 
 
 def test_good_answers_pass():
-    pre.check_answers(GOOD)
+    assert answers.refusals(GOOD) == {}
+    assert pre.main(GOOD, {}) == 0
 
 
 @pytest.mark.parametrize(
@@ -56,6 +61,7 @@ def test_good_answers_pass():
         ("project_slug", "redis", "would shadow the module 'redis'"),
         ("project_slug", "config", "would shadow the module 'config'"),
         ("project_slug", "chat", "would shadow the module 'chat'"),
+        ("project_slug", "accounts", "would shadow the module 'accounts'"),
         ("project_slug", "test", "would shadow the module 'test'"),
         ("project_slug", "asyncio", "would shadow the module 'asyncio'"),
         ("project_slug", "json", "would shadow the module 'json'"),
@@ -82,16 +88,64 @@ def test_good_answers_pass():
     ],
 )
 def test_each_bad_answer_is_refused_with_one_clear_line(field, value, expected, capsys):
-    answers = {**GOOD, field: value}
-    assert pre.main(answers) == 1
-    message = capsys.readouterr().err
-    assert message.count("\n") == 1
-    assert message.startswith(f"ERROR: {field} ")
-    assert repr(value) in message
-    assert expected in message
+    bad = {**GOOD, field: value}
+    refused = answers.refusals(bad)
+    assert list(refused) == [field]
+    assert pre.main(bad, refused) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"ERROR: {field} ")
+    assert repr(value) in errors[0]
+    assert expected in errors[0]
 
 
-def test_cookiecutter_stops_on_a_bad_slug_and_writes_nothing(tmp_path):
+def test_every_bad_answer_is_reported_at_once_and_the_others_are_kept(capsys):
+    bad = {**GOOD, "project_slug": "Bad-Slug", "email": "nope", "timezone": "Mars/Base"}
+    assert pre.main(bad, answers.refusals(bad)) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ERROR: ")]
+    assert [line.split()[1] for line in errors] == ["project_slug", "email", "timezone"]
+    assert "3 answers refused; nothing was generated" in err
+    rerun = shlex.split(err.split("(Enter accepts each as its default):")[1].splitlines()[1])
+    kept = dict(argument.split("=", 1) for argument in rerun)
+    assert kept["project_name"] == "Team Chat"
+    assert kept["domain_name"] == "chat.example.com"
+    assert not {"project_slug", "email", "timezone"} & set(kept)
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("My Channels Project", "my_channels_project"),
+        ("Bob's Chat 2.0", "bobs_chat_2_0"),
+        ("Café Crème", "cafe_creme"),
+        ("  Team -- Chat!  ", "team_chat"),
+        ("2048 Live", "project_2048_live"),
+        ("Chat", "chat_project"),
+        ("Django", "django_project"),
+        ("class", "class_project"),
+        ("!!!", "project"),
+        ("日本語", "project"),
+        ("A" * 80, "a" * 50),
+        ("Json", "json_project"),
+    ],
+)
+def test_the_derived_slug_is_valid(name, slug):
+    assert answers.derive_slug(name) == slug
+    answers.check_slug(slug)
+
+
+def test_any_name_of_letters_digits_spaces_and_punctuation_derives_a_valid_slug():
+    alphabet = string.ascii_letters + string.digits + " " + string.punctuation + "éüßøŁ\u2019"
+    chooser = random.Random(14)  # noqa: S311 (reproducible test names, not secrets)
+    for _ in range(3000):
+        name = "".join(chooser.choices(alphabet, k=chooser.randint(1, 70)))
+        answers.check_slug(answers.derive_slug(name))
+    for word in sorted(answers.SHADOWED_MODULES | set(sys.stdlib_module_names)):
+        answers.check_slug(answers.derive_slug(word))
+
+
+def test_cookiecutter_stops_on_bad_answers_writes_nothing_and_names_them_all(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
@@ -102,6 +156,8 @@ def test_cookiecutter_stops_on_a_bad_slug_and_writes_nothing(tmp_path):
             str(tmp_path),
             str(TEMPLATE_DIR),
             "project_slug=django",
+            "email=nope",
+            "timezone=Mars/Base",
         ],
         capture_output=True,
         text=True,
@@ -110,7 +166,16 @@ def test_cookiecutter_stops_on_a_bad_slug_and_writes_nothing(tmp_path):
     )
     assert result.returncode != 0
     assert "project_slug 'django' would shadow the module 'django'" in result.stderr
+    assert "email 'nope' is not an email address" in result.stderr
+    assert "timezone 'Mars/Base' is not an IANA time zone" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_with_punctuation_generates_with_its_derived_slug(tmp_path):
+    root = generate(tmp_path, project_name="Bob's Chat 2.0")
+    assert root.name == "bobs_chat_2_0"
+    assert (root / "bobs_chat_2_0").exists() is False
+    assert 'name = "bobs-chat-2-0"' in (root / "pyproject.toml").read_text()
 
 
 def test_unused_paths_follow_the_answers():
@@ -166,19 +231,48 @@ def test_write_env_fills_only_the_secret(tmp_path):
 
 
 def test_next_steps_name_the_two_commands():
-    text = post.next_steps(GOOD)
-    assert "uv run python manage.py migrate && uv run python manage.py runserver" in text
-    assert "uv run pytest" in text
+    text = post.next_steps(GOOD, "out/team_chat", "A git repository.")
+    assert (
+        "cd out/team_chat && uv run python manage.py migrate && uv run python manage.py runserver"
+        in text
+    )
+    assert "cd out/team_chat && make test" in text
     assert "http://127.0.0.1:8000/chat/" in text
 
 
-def test_hooks_use_the_standard_library_only():
-    allowed = set(sys.stdlib_module_names) | {"__future__"}
-    for hook in (TEMPLATE_DIR / "hooks").glob("*.py"):
-        for line in hook.read_text().splitlines():
+def test_the_hint_names_the_folder_as_the_shell_reaches_it(tmp_path, monkeypatch):
+    project = tmp_path / "demo" / "team_chat"
+    project.mkdir(parents=True)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    assert post.shown_path(project) == "demo/team_chat"
+    monkeypatch.setenv("PWD", str(tmp_path / "elsewhere"))
+    assert post.shown_path(project) == str(project.resolve())
+
+
+def test_a_generated_project_is_a_git_repository_with_its_files_staged(tmp_path):
+    root = generate(tmp_path)
+    tracked = run(["git", "ls-files"], cwd=root).stdout.split()
+    assert "manage.py" in tracked
+    assert ".env" not in tracked  # git-ignored: it holds the local secret key
+    nested = root / "inner"
+    nested.mkdir()
+    assert post.init_git(nested).startswith("Inside the git repository")
+    assert not (nested / ".git").exists()
+
+
+def test_without_git_the_hint_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert "run `git init && git add -A` before `make pre-commit`" in post.init_git(tmp_path)
+
+
+def test_hooks_and_answer_rules_use_the_standard_library_only():
+    allowed = set(sys.stdlib_module_names) | {"__future__", "local_extensions"}
+    sources = [*(TEMPLATE_DIR / "hooks").glob("*.py"), TEMPLATE_DIR / "local_extensions/answers.py"]
+    for source in sources:
+        for line in source.read_text().splitlines():
             words = line.split()
             if words[:1] in (["import"], ["from"]):
-                assert words[1].split(".")[0] in allowed, f"{hook.name}: {line}"
+                assert words[1].split(".")[0] in allowed, f"{source.name}: {line}"
 
 
 def test_hook_context_renders_as_json(tmp_path):
