@@ -186,10 +186,24 @@ def exec_form(args: str) -> list[str]:
     return json.loads(args[args.index("[") :])
 
 
-def our_image(service: dict[str, Any]) -> bool:
-    """Services that run the project's own Python image (not nginx, Redis, PostgreSQL)."""
-    build = service.get("build")
-    return isinstance(build, dict) and build.get("target") in ("production", "development")
+PYTHON_TARGETS = ("production", "development")
+
+
+def built_images(services: dict[str, Any]) -> dict[str, str]:
+    """Image name to Dockerfile target, for each service that builds one of our images."""
+    return {
+        service["image"]: service["build"]["target"]
+        for service in services.values()
+        if isinstance(service.get("build"), dict)
+    }
+
+
+def python_target(services: dict[str, Any], service: dict[str, Any]) -> str | None:
+    """The Dockerfile target of the project's own Python image that a service runs
+    (built by it or, by image name, by another service); None for nginx, Redis and
+    PostgreSQL."""
+    target = built_images(services).get(service.get("image", ""))
+    return target if target in PYTHON_TARGETS else None
 
 
 def required_variables(root: Path, module: str) -> set[str]:
@@ -403,9 +417,8 @@ def test_compose_service_graph_holds(projects, database, filename):
             elif condition == "service_healthy":
                 own = healthcheck_command(target)
                 disabled = (target.get("healthcheck") or {}).get("disable")
-                from_image = our_image(target) and image_instruction(
-                    stages, target["build"]["target"], "HEALTHCHECK"
-                )
+                built = python_target(services, target)
+                from_image = built and image_instruction(stages, built, "HEALTHCHECK")
                 if disabled or not (own or from_image):
                     problems.append(f"{name} waits for {dependency} to be healthy: no check")
             elif condition == "service_completed_successfully":
@@ -425,6 +438,38 @@ def test_compose_service_graph_holds(projects, database, filename):
 
 @pytest.mark.parametrize("filename", COMPOSE_FILES)
 @pytest.mark.parametrize("database", DATABASES)
+def test_compose_builds_each_image_once_and_checks_every_server(projects, database, filename):
+    """One service builds each of our images and the others run it by name (three
+    `build:` sections made three builds and left untagged copies); every service but
+    the one-shot migration and nginx (which `up --wait` waits for as running, and the
+    container tier asks over HTTPS) has a health check that is not disabled, so that
+    `up --wait` can wait for it (docker/compose#13522), the worker's through its
+    channel layer."""
+    root = projects[database]
+    services = load_yaml(root / filename)["services"]
+    stages = stages_by_name(root)
+    builders = [service["image"] for service in services.values() if "build" in service]
+    assert len(builders) == len(set(builders)), builders
+    expected = "production" if filename == "compose.production.yaml" else "development"
+    python = {name for name, service in services.items() if python_target(services, service)}
+    assert python == {"migrate", "web", "worker"}
+    assert {python_target(services, services[name]) for name in python} == {expected}
+    for name, service in services.items():
+        if name in ("migrate", "nginx"):
+            continue
+        disabled = (service.get("healthcheck") or {}).get("disable")
+        built = python_target(services, service)
+        from_image = built and image_instruction(stages, built, "HEALTHCHECK")
+        assert not disabled, name
+        assert healthcheck_command(service) or from_image, name
+    assert healthcheck_command(services["worker"]) == [
+        "python",
+        "deploy/docker/workercheck.py",
+    ]
+
+
+@pytest.mark.parametrize("filename", COMPOSE_FILES)
+@pytest.mark.parametrize("database", DATABASES)
 def test_compose_gives_django_what_its_settings_require(projects, database, filename):
     """Every interpolated variable is in the env file Compose reads; every variable the
     chosen settings module requires reaches each Django service; and with exactly that
@@ -437,7 +482,8 @@ def test_compose_gives_django_what_its_settings_require(projects, database, file
     compose = interpolate(raw, interpolation)
 
     checked: dict[tuple[tuple[str, str], ...], str] = {}
-    django = {name: s for name, s in compose["services"].items() if our_image(s)}
+    services = compose["services"]
+    django = {name: s for name, s in services.items() if python_target(services, s)}
     assert {"migrate", "web", "worker"} <= django.keys()
     for name, service in django.items():
         env = service_environment(service, env_files)
@@ -487,10 +533,11 @@ def test_compose_commands_name_executables_the_image_has(projects, database, fil
     facts = project_facts(root)
 
     checked = 0
-    for name, service in compose["services"].items():
-        if not our_image(service):
+    services = compose["services"]
+    for name, service in services.items():
+        target = python_target(services, service)
+        if target is None:
             continue
-        target = service["build"]["target"]
         commands = [
             command_list(service.get("command"))
             or exec_form(image_instruction(stages, target, "CMD") or "[]"),
@@ -554,7 +601,7 @@ def test_production_compose_keeps_secrets_out_and_hardens_services(projects, dat
         assert service.get("read_only") is True, name
         expected = "no" if name == "migrate" else "unless-stopped"
         assert service.get("restart") == expected, name
-        if our_image(service):
+        if python_target(services, service):
             env = service_environment(service, {".env.production": production})
             assert urlsplit(env["REDIS_URL"]).password == production["REDIS_PASSWORD"], name
             assert service["env_file"] == ".env.production", name
@@ -619,6 +666,11 @@ def test_dockerfile_builds_a_pinned_cached_non_root_image(projects, database):
     by_name = {stage.name: stage for stage in stages}
     assert {"build", "development", "nginx", "production"} <= names
     assert stages[-1].name == "production", "the default target is the last stage"
+    # No `# syntax=` directive: BuildKit would pull a frontend image before reading the
+    # file, and a build with no registry would stop there. The engine's own frontend
+    # reads everything the file uses.
+    first = (root / "Dockerfile").read_text().splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first, flags=re.IGNORECASE), first
 
     # Base images pinned by version; the Python base is a slim image, patch version pinned.
     external = [stage.image for stage in stages if stage.image not in names]
