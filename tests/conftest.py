@@ -9,7 +9,27 @@ from pathlib import Path
 
 import pytest
 
+from tests import tiers
 from tests.generation import generate, run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before xdist starts its workers, which inherit the environment.
+    found = tiers.use_default_services()
+    config.stash[FOUND_SERVICES] = found
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    terminalreporter.section("tiers")
+    for variable in config.stash.get(FOUND_SERVICES, []):
+        terminalreporter.write_line(f"{variable}: found on its default local port")
+    for line in tiers.summary():
+        terminalreporter.write_line(line)
+
+
+FOUND_SERVICES = pytest.StashKey[list[str]]()
 
 
 def uv() -> str:

@@ -15,21 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from tests import tiers
 from tests.generation import generate, generated_pytest, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
-BROWSER = (Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"))
 SCREENSHOTS = ("chat-room-desktop.png", "chat-room-phone.png")
 TIER_TIMEOUT = 900
 
 
 @pytest.fixture(scope="module")
 def browser_project(tmp_path_factory: pytest.TempPathFactory, uv_path: str) -> Path:
-    missing = [str(path) for path in BROWSER if not path.is_file()]
-    if missing:
-        reason = f"{', '.join(missing)} not found (apt-get install chromium chromium-driver)"
-        pytest.skip(f"browser tier: {reason}")
+    tiers.BROWSER_TIER.skip_unless_available()
     root = generate(tmp_path_factory.mktemp("browser"))
     sync = run([uv_path, "sync", "--quiet"], cwd=root)
     assert sync.returncode == 0, sync.stderr

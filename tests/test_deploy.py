@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests import tiers
 from tests.deploy_support import (
     Processes,
     Stage,
@@ -312,11 +313,9 @@ def unit_exec_start(path: Path) -> list[str]:
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx",) if Path(path).exists()), None
-    )
-    if found is None:
-        pytest.skip("nginx is not installed (Debian package `nginx`; .ci/run installs it)")
+    tiers.NGINX.skip_unless_available()
+    found = tiers.nginx_path()
+    assert found is not None
     return found
 
 
@@ -826,7 +825,7 @@ def test_every_way_to_start_the_server_agrees(projects):
     max_size = int(flag_value(args, "--ws-max-size"))
     base = (root / "config" / "settings" / "base.py").read_text()
     lifetime = setting_number(base, "WEBSOCKET_MAX_AGE")
-    frame_limit = setting_number(base, "CHAT_FRAME_MAX_BYTES")
+    frame_limit = setting_number(base, "WEBSOCKET_FRAME_MAX_BYTES")
     layers = (root / "realtime" / "channel_layers.py").read_text()
     group_expiry = setting_number(layers, "GROUP_EXPIRY")
     assert 0 < lifetime < group_expiry, "a socket must leave before its group membership expires"
