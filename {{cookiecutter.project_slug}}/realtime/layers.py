@@ -7,9 +7,9 @@ same channels); what changed, and why, is measured in docs/benchmark.md.
 - ``InMemoryChannelLayer`` (no ``REDIS_URL``): the stock layer looks through every
   channel and group for expired messages on each receive and each group send, and
   starts a task per member to send a group message, so a broadcast to C members
-  costs C x C checks. Here expired messages are swept at most once a second (they
-  live a minute), and a group message is copied once and put straight on each
-  member's queue.
+  costs C x C checks. Here a receiver drops its own expired messages, the sweep of
+  the others runs at most once a second (they live a minute), and a group message
+  goes straight on each member's queue.
 - ``RedisChannelLayer``: one task per process reads the process's messages from
   Redis and hands each to its channels' queues, where the stock layer has every
   consumer compete for a lock through two new tasks per message (about half the
@@ -52,13 +52,38 @@ SWEEP_INTERVAL = 1.0
 
 
 class InMemoryChannelLayer(layers.InMemoryChannelLayer):
-    """Channels' in-memory layer without the per-message sweep and tasks."""
+    """Channels' in-memory layer without the per-message sweep and tasks.
+
+    Delivers as the stock layer does (``tests/test_layer_conformance.py`` runs the same
+    tests on both): an expired message is dropped when it is received, a group send
+    skips memberships older than ``group_expiry``, and each member gets its own copy
+    of a group message. Two differences, on purpose:
+
+    - The stock layer looks through every channel and group for expired messages on
+      each receive and group send; here that sweep runs at most once every
+      ``SWEEP_INTERVAL`` seconds. It only frees the memory of channels nobody reads
+      (a reader drops its own expired messages at once), so a message-per-socket
+      broadcast no longer costs sockets x sockets checks.
+    - A layer used from a second event loop while a receive waits in another one
+      raises ``RuntimeError``, as channels-redis does; the stock in-memory layer
+      would wake the other loop's waiter from the wrong thread and can hang.
+
+    And one fix: ``channel_capacity`` works (a stock in-memory layer given it
+    fails every send).
+    """
 
     clock = staticmethod(time.monotonic)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The stock layer keeps channel_capacity as given, and get_capacity fails
+        # on it ("too many values to unpack"); channels-redis compiles it so.
+        self.channel_capacity: list[tuple[Any, int]] = self.compile_capacities(
+            self.channel_capacity
+        )
         self.swept = float("-inf")
+        self.receiving = 0
+        self.receive_loop: asyncio.AbstractEventLoop | None = None
 
     def _clean_expired(self) -> None:
         now = self.clock()
@@ -66,40 +91,70 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
             self.swept = now
             super()._clean_expired()
 
+    def one_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, unless a receive waits in another loop that still runs."""
+        loop = asyncio.get_running_loop()
+        other = self.receive_loop
+        if self.receiving and other is not loop and other is not None and other.is_running():
+            raise RuntimeError(
+                "Two event loops are using one InMemoryChannelLayer at once: its queues "
+                "belong to one loop (use one layer per loop, or Redis between threads)"
+            )
+        return loop
+
     def queue(self, channel: str) -> asyncio.Queue:
         queue = self.channels.get(channel)
         if queue is None:
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
         return queue
 
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        self.one_loop()
+        await super().send(channel, message)
+
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel)
+        loop = self.one_loop()
         self._clean_expired()
+        self.receiving += 1
+        self.receive_loop = loop
         queue = self.queue(channel)
         try:
-            _, message = await queue.get()
+            while True:
+                expires, message = await queue.get()
+                if expires >= time.time():
+                    return message
+                # Expired while it waited: dropped, and the channel leaves its groups,
+                # as the stock layer's sweep does.
+                self._remove_from_groups(channel)
         finally:
+            self.receiving -= 1
             # An empty queue is dropped, as in the stock layer: a closed consumer's
             # channel must not keep one.
-            if queue.empty():
-                self.channels.pop(channel, None)
-        return message
+            if queue.empty() and self.channels.get(channel) is queue:
+                del self.channels[channel]
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         if not isinstance(message, dict):
-            raise TypeError("Message is not a dict")
+            raise AssertionError("Message is not a dict")  # as the stock layer
         self.require_valid_group_name(group)
+        self.one_loop()
         self._clean_expired()
         members = self.groups.get(group)
         if not members:
             return
-        # One copy for every member, as channels-redis shares one decoded message
-        # between the channels of a process: handlers must not change an event.
-        item = (time.time() + self.expiry, deepcopy(message))
-        for channel in list(members):
+        now = time.time()
+        joined_after = int(now) - self.group_expiry
+        expires = now + self.expiry
+        for channel, joined in list(members.items()):
+            if joined and joined < joined_after:
+                del members[channel]  # the membership expired
+                continue
             queue = self.queue(channel)
             if not queue.full():  # a full channel drops the message (ChannelFull)
-                queue.put_nowait(item)
+                # Each member its own copy, as the stock layer: a handler that
+                # changes its event must not change another member's.
+                queue.put_nowait((expires, deepcopy(message)))
 
 
 def swallowed_cancel(task: asyncio.Task[Any]) -> None:
@@ -158,6 +213,7 @@ class RedisChannelLayer(core.RedisChannelLayer):
         super().__init__(*args, **kwargs)
         self.local_queues: dict[str, asyncio.Queue[Any]] = {}
         self.readers: dict[str, asyncio.Task[None]] = {}
+        self.queues_loop: asyncio.AbstractEventLoop | None = None
         self.swept = 0.0
 
     def create_pool(self, index: int) -> aioredis.ConnectionPool:
@@ -214,7 +270,9 @@ class RedisChannelLayer(core.RedisChannelLayer):
         self.require_valid_channel_name(channel)  # raises TypeError on a bad name
         process_channel = self.non_local_name(channel)
         if not process_channel.endswith(self.client_prefix + "!"):
-            raise ValueError(f"{channel!r} belongs to another process (wrong client prefix)")
+            # AssertionError, as channels-redis (its own test expects it).
+            raise AssertionError(f"{channel!r} belongs to another process (wrong client prefix)")
+        self.own_loop()
         self.sweep()
         queue = self.local_queue(channel)
         reader = self.readers.get(process_channel)
@@ -287,11 +345,45 @@ class RedisChannelLayer(core.RedisChannelLayer):
             if queue.empty() and not getattr(queue, "_getters", True):
                 del self.local_queues[channel]
 
+    def own_loop(self) -> None:
+        """Receive in the running loop: the readers and queues are this loop's.
+
+        When they belong to a loop that no longer runs (``async_to_sync`` runs each
+        call in a loop of its own), they are dropped and the
+        messages the queues hold move to new ones: an asyncio queue that waited in
+        one loop cannot wait in another. While a reader still runs in another loop,
+        this raises ``RuntimeError`` as channels-redis does, instead of handing
+        messages between threads.
+        """
+        loop = asyncio.get_running_loop()
+        if self.queues_loop is loop:
+            return
+        for reader in self.readers.values():
+            if not reader.done() and reader.get_loop().is_running():
+                raise RuntimeError(
+                    "Two event loops are trying to receive() on one channel layer at once!"
+                )
+        self.readers = {}
+        self.queues_loop = loop
+        for channel, old in list(self.local_queues.items()):
+            self.local_queues[channel] = queue = core.BoundedQueue(self.capacity)
+            while not old.empty():
+                queue.put_nowait(old.get_nowait())
+
     async def stop_readers(self) -> None:
         """Stop the readers. Each is sent a message so that its blocking read ends at
         once (redis-py can hold a cancellation until the read ends, up to
-        ``READ_WAIT``); a reader still running after that is cancelled."""
+        ``READ_WAIT``); a reader still running after that is cancelled. Readers of
+        a loop that no longer runs are dropped, and one running in another loop is
+        cancelled there."""
         readers, self.readers = self.readers, {}
+        loop = asyncio.get_running_loop()
+        for process_channel, reader in list(readers.items()):
+            if reader.get_loop() is loop:
+                continue
+            del readers[process_channel]
+            if reader.get_loop().is_running():
+                reader.get_loop().call_soon_threadsafe(reader.cancel)
         for process_channel, reader in readers.items():
             if not reader.done():
                 with contextlib.suppress(Exception):  # Redis down: the read fails anyway
