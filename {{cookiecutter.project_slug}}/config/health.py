@@ -3,6 +3,9 @@
 ``/healthz``: the process answers (liveness). ``/readyz``: the database answers and
 a message makes a round trip through the channel layer, each within a short
 timeout; 503 otherwise (readiness).
+A load balancer or supervisor probes by address, over plain HTTP: the first
+middleware (``HealthProbeMiddleware``) answers these two paths before the host check
+and the HTTPS redirect, so ``ALLOWED_HOSTS`` stays strict for everything else.
 https://channels.readthedocs.io/en/stable/topics/channel_layers.html
 """
 
@@ -11,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
@@ -69,3 +74,35 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"status": "ok" if ready else "fail", "checks": results}, status=200 if ready else 503
     )
+
+
+Probe = Callable[[HttpRequest], Awaitable[JsonResponse]]
+PROBES: dict[str, Probe] = {
+    "/healthz": healthz,
+    "/readyz": readyz,
+}
+
+
+class HealthProbeMiddleware:
+    """Answers GET and HEAD on the probe paths whatever the Host header; any other
+    request goes on through the middleware that validates it."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def probe(self, request: HttpRequest) -> Probe | None:
+        if request.method not in ("GET", "HEAD"):
+            return None
+        return PROBES.get(request.path_info)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        probe = self.probe(request)
+        if self.is_async:
+            return probe(request) if probe else self.get_response(request)
+        return async_to_sync(probe)(request) if probe else self.get_response(request)

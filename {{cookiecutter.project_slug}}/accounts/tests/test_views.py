@@ -36,3 +36,18 @@ def test_login_and_logout_pages(client, make_user):
     assert response.status_code == 302
     assert client.post(reverse("logout")).status_code == 302
     assert "_auth_user_id" not in client.session
+
+
+def test_the_header_and_the_login_page_link_the_sign_up_page(client):
+    signup = reverse("signup")
+    lobby = client.get(reverse("chat:lobby")).content.decode()
+    login_page = client.get(reverse("login")).content.decode()
+    assert f'<a class="signup-link" href="{signup}">Sign up</a>' in lobby
+    assert f'No account yet? <a href="{signup}">Sign up</a>.' in login_page
+    # Not on the sign-up page itself, and not for a signed-in user.
+    assert 'class="signup-link"' not in client.get(signup).content.decode()
+
+
+def test_a_signed_in_user_sees_no_sign_up_link(client, make_user):
+    client.force_login(make_user("ann"))
+    assert 'class="signup-link"' not in client.get(reverse("chat:lobby")).content.decode()

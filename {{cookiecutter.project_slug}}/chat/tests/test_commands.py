@@ -3,8 +3,11 @@ endpoint, both through services.message_post."""
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
@@ -82,3 +85,19 @@ async def test_the_http_endpoint_refuses_bad_input(channel_layer):
     bad_room = await database_sync_to_async(client.get)("/chat/a.b/messages/")
     assert bad_room.status_code == 404
     assert not await Message.objects.aexists()
+
+
+async def test_the_command_says_when_the_layer_cannot_reach_the_server(channel_layer):
+    out = StringIO()
+    await database_sync_to_async(call_command)("chat_post", "lobby", "hello", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Posted message ")
+    if isinstance(channel_layer, InMemoryChannelLayer):
+        assert lines[1:] == [
+            "Stored, but not delivered live: the in-memory channel layer reaches this "
+            "process only. Members see it in the room's history; set REDIS_URL to "
+            "deliver to connected members."
+        ]
+    else:
+        assert lines[1:] == []
+    assert await Message.objects.filter(text="hello").aexists()

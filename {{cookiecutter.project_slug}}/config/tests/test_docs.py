@@ -31,7 +31,7 @@ EXCERPT_RE = re.compile(
 )
 FENCE_RE = re.compile(r"^```(\w*)$", re.M)
 PATH_RE = re.compile(
-    r"`((?:chat|config|accounts|scaffold|templates|deploy|bench|docs)/[\w./<>-]*)`"
+    r"`((?:chat|config|accounts|realtime|scaffold|templates|deploy|bench|docs)/[\w./<>-]*)`"
 )
 LINK_RE = re.compile(r"\]\(([\w-]+\.md)(?:#[\w-]+)?\)")
 
@@ -49,6 +49,19 @@ def test_the_readme_links_the_chapters_in_order():
     positions = [readme.find(f"(docs/{name})") for name in CHAPTERS]
     assert -1 not in positions, [n for n, p in zip(CHAPTERS, positions, strict=True) if p == -1]
     assert positions == sorted(positions)
+
+
+def test_each_chapter_is_numbered_and_links_the_next():
+    for number, name in enumerate(CHAPTERS, start=1):
+        lines = (DOCS / name).read_text().rstrip().splitlines()
+        assert lines[0].startswith(f"# {number}. "), f"{name}: {lines[0]!r}"
+        following = CHAPTERS[number] if number < len(CHAPTERS) else None
+        last = lines[-1]
+        if following is None:
+            assert not last.startswith("Next:"), f"{name} is the last chapter"
+        else:
+            assert last.startswith("Next: ["), f"{name}: {last!r}"
+            assert f"]({following})" in last, f"{name}: {last!r}"
 
 
 @pytest.mark.parametrize("doc", doc_files(), ids=lambda path: path.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -35,3 +36,10 @@ class Command(BaseCommand):
         except InvalidRoomName as error:
             raise CommandError(str(error)) from None
         self.stdout.write(f"Posted message {message.pk} to {room}.")
+        if isinstance(get_channel_layer(), InMemoryChannelLayer):
+            # That layer lives in this process: the server's sockets cannot hear it.
+            self.stdout.write(
+                "Stored, but not delivered live: the in-memory channel layer reaches this "
+                "process only. Members see it in the room's history; set REDIS_URL to "
+                "deliver to connected members."
+            )

@@ -32,7 +32,26 @@ function showState(state, detail) {
   submit.disabled = state !== "open";
   if (state === "closed") {
     showError({ message: detail.reason });
+    if (detail.code === LOGGED_OUT) {
+      showLoggedOut();
+    }
   }
+}
+
+// Close code 4001: the user logged out in another window (chat-socket.js). The header
+// follows: no name, and a link to log in again that comes back to this room.
+const LOGGED_OUT = 4001;
+
+function showLoggedOut() {
+  const account = document.querySelector(".site-header .account");
+  if (account === null || account.dataset.loginUrl === undefined) {
+    return;
+  }
+  const login = document.createElement("a");
+  login.className = "button-link";
+  login.href = `${account.dataset.loginUrl}?next=${encodeURIComponent(window.location.pathname)}`;
+  login.textContent = "Log in";
+  account.replaceChildren(login);
 }
 
 function showError(frame) {
