@@ -211,7 +211,7 @@ class Process:
     """A child process with its output in a log file: started, checked, stopped.
 
     chatbench's servers and Redis, and the services tier's processes
-    (``chat/tests/servers.py`` builds on this class)."""
+    (``realtime/testing/servers.py`` builds on this class)."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
@@ -421,8 +421,8 @@ def django_env(stack: Stack, args: argparse.Namespace, database_url: str) -> dic
         CHANNEL_LAYER_PREFIX=stack.prefix,
         CACHE_KEY_PREFIX=f"{stack.prefix}cache",
         # Saturation runs far past a person's typing speed: raise the per-socket limit.
-        CHAT_RATE_LIMIT_PER_SECOND=str(args.rate_limit),
-        CHAT_RATE_LIMIT_BURST=str(int(args.rate_limit)),
+        WEBSOCKET_RATE_LIMIT_PER_SECOND=str(args.rate_limit),
+        WEBSOCKET_RATE_LIMIT_BURST=str(int(args.rate_limit)),
         CHAT_MODERATION_ENABLED="true" if args.worker else "false",
         DJANGO_LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
@@ -1046,7 +1046,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     where.add_argument("--database-url", help="database (default: a fresh SQLite file)")
     where.add_argument("--worker", action="store_true", help="also run the moderation worker")
     where.add_argument(
-        "--rate-limit", type=float, default=1e6, help="CHAT_RATE_LIMIT_PER_SECOND and BURST"
+        "--rate-limit", type=float, default=1e6, help="WEBSOCKET_RATE_LIMIT_PER_SECOND and BURST"
     )
     where.add_argument("--url", help="measure this running server (ws://host:port) instead")
     where.add_argument("--origin", help="Origin header for --url (default: its http origin)")

@@ -10,16 +10,13 @@ Server to client:
     {"type": "history", "room": "lobby", "messages": [<message frames>]}
     {"type": "moderated", "id": 42, "room": "lobby"}   message 42 was hidden
     {"type": "typing", "room": "lobby", "username": "ann"}   (JSON consumer's rooms)
-    {"type": "error", "code": "invalid_json", "message": "..."}
+    {"type": "error", "code": "invalid_json", "message": "..."}   (realtime/frames.py)
 
-Close codes (4000-4999 are the application's; before the handshake is accepted a
-close is seen by the client as HTTP 403):
+Close codes: the chat registers its own two in the real-time layer's registry
+(``realtime/closecodes.py``, which lists the rest: login required, bad ticket, no
+such path, too slow, too many sockets, rate limited, layer unavailable):
     4001 logged out elsewhere (HTTP logout closes that user's sockets)
-    4400 invalid room name              4401 login required
-    4403 invalid, expired or reused ticket   4404 no such WebSocket path
-    4408 too slow: the client did not take the room's messages in time (reconnect)
-    4409 too many open sockets for this user 4429 kept flooding past the rate limit
-    4503 the channel layer (Redis) is unavailable: reconnect later
+    4400 invalid room name
 
 The client-facing ``type`` is separate from the channel-layer event ``type``
 (``chat.message``), which never leaves the server.
@@ -27,35 +24,20 @@ The client-facing ``type`` is separate from the channel-layer event ``type``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from chat.models import Message
+from realtime import closecodes
+from realtime.frames import ClientError, parse_json_object
 
-CLOSE_LOGGED_OUT = 4001
-CLOSE_INVALID_ROOM = 4400
-CLOSE_LOGIN_REQUIRED = 4401
-CLOSE_BAD_TICKET = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_TOO_SLOW = 4408
-CLOSE_TOO_MANY_SOCKETS = 4409
-CLOSE_RATE_LIMITED = 4429
-CLOSE_UNAVAILABLE = 4503
+CLOSE_LOGGED_OUT = closecodes.register(4001, "logged_out", "the user logged out elsewhere")
+CLOSE_INVALID_ROOM = closecodes.register(4400, "invalid_room", "invalid room name")
 
 
 # The largest id a client may name: the top of a 64-bit signed integer column.
 MAX_ID = 2**63 - 1
-
-
-class ClientError(Exception):
-    """A client sent something the server will not act on; told to it as an error frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -69,25 +51,6 @@ class RequestHistory:
 
 
 ClientAction = PostMessage | RequestHistory
-
-
-def parse_json_object(
-    text_data: str | None, bytes_data: bytes | None, *, max_frame_bytes: int
-) -> dict[str, Any]:
-    """Decode one WebSocket frame as a JSON object, or raise ClientError saying why not."""
-    if bytes_data is not None and text_data is None:
-        raise ClientError("binary_frame", "Send JSON text frames, not binary frames.")
-    if not text_data:
-        raise ClientError("empty_frame", "The frame was empty; send a JSON object.")
-    if len(text_data) > max_frame_bytes or len(text_data.encode("utf-8")) > max_frame_bytes:
-        raise ClientError("frame_too_large", f"Frames are limited to {max_frame_bytes} bytes.")
-    try:
-        data = json.loads(text_data)
-    except (ValueError, RecursionError):
-        raise ClientError("invalid_json", "The frame is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ClientError("not_an_object", 'Send a JSON object, e.g. {"message": "hi"}.')
-    return data
 
 
 def parse_client_frame(
@@ -169,12 +132,3 @@ def typing_frame(room_name: str, username: str) -> dict[str, Any]:
 
 def moderated_frame(message: Message, room_name: str) -> dict[str, Any]:
     return {"type": "moderated", "id": message.pk, "room": room_name}
-
-
-def error_frame(error: ClientError) -> dict[str, Any]:
-    return {"type": "error", "code": error.code, "message": error.message}
-
-
-def encode(frame: dict[str, Any]) -> str:
-    """Frames are encoded once, then sent as-is to every member of a group."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))

@@ -1,13 +1,15 @@
 """Room names and the channel-layer group names made from them.
 
-Every group name in the project comes from a function here. Channel layers accept
-only ASCII letters, digits, hyphens, underscores and periods, under 100 characters,
-so a room name is validated before it becomes part of one; raw URL text never is.
+Every group name of the chat comes from a function here, through the real-time
+layer's ``group_name`` (realtime/groups.py), which checks each part; a room name is
+validated before it becomes part of one, and raw URL text never is.
 """
 
 from __future__ import annotations
 
 import re
+
+from realtime.groups import group_name
 
 ROOM_NAME_MAX_LENGTH = 64
 ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,%d}$" % ROOM_NAME_MAX_LENGTH)  # noqa: UP031 - "{" would need escaping
@@ -30,9 +32,9 @@ def validate_room_name(name: object) -> str:
 
 def room_group_name(room_name: str) -> str:
     """The channel-layer group of everyone in a room."""
-    return f"chat.room.{validate_room_name(room_name)}"
+    return group_name("chat", "room", validate_room_name(room_name))
 
 
 def user_group_name(user_id: int) -> str:
     """The channel-layer group of every socket one signed-in user has open."""
-    return f"chat.user.{int(user_id)}"
+    return group_name("chat", "user", int(user_id))

@@ -19,8 +19,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 
 from chat.models import Message, Room
-from chat.protocol import encode, message_frame, moderated_frame, typing_frame
+from chat.protocol import message_frame, moderated_frame, typing_frame
 from chat.rooms import user_group_name, validate_room_name
+from realtime.frames import encode
 
 logger = logging.getLogger(__name__)
 

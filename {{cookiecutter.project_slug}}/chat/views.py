@@ -9,8 +9,9 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from chat import selectors, services
-from chat.protocol import ClientError, clean_message_text, message_frame
+from chat.protocol import clean_message_text, message_frame
 from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, validate_room_name
+from realtime.frames import ClientError
 
 
 def lobby(request: HttpRequest) -> HttpResponse:

@@ -22,17 +22,20 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from accounts.middleware import TicketAuthMiddleware, WebSocketAuthMiddlewareStack  # noqa: E402
-from config.lifetime import WebSocketLifetimeMiddleware  # noqa: E402
-from config.origins import TrustedOriginValidator  # noqa: E402
+from accounts.services import ticket_redeem  # noqa: E402
 from config.routing import channel_routes, http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from realtime.auth import TicketAuthMiddleware, WebSocketAuthMiddlewareStack  # noqa: E402
+from realtime.lifetime import WebSocketLifetimeMiddleware  # noqa: E402
+from realtime.origins import TrustedOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
         "websocket": WebSocketLifetimeMiddleware(
             TrustedOriginValidator(
-                WebSocketAuthMiddlewareStack(TicketAuthMiddleware(URLRouter(websocket_urlpatterns)))
+                WebSocketAuthMiddlewareStack(
+                    TicketAuthMiddleware(URLRouter(websocket_urlpatterns), redeem=ticket_redeem)
+                )
             )
         ),
         "channel": ChannelNameRouter(channel_routes),

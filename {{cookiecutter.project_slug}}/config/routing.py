@@ -12,7 +12,7 @@ https://channels.readthedocs.io/en/stable/topics/routing.html
 from django.urls import re_path
 
 from chat import routing as chat_routing
-from chat.consumers.refuse import RefuseConsumer
+from realtime.refuse import RefuseConsumer
 
 websocket_urlpatterns = [
     *chat_routing.websocket_urlpatterns,

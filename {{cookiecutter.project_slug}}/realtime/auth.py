@@ -4,7 +4,9 @@
 session, ``scope["user"]``) without the session check on every frame sent (see
 ``WebSocketSessionMiddleware``).
 
-``TicketAuthMiddleware`` signs a WebSocket in with a single-use ticket.
+``TicketAuthMiddleware(inner, redeem=...)`` signs a WebSocket in with a single-use
+ticket; ``redeem(ticket=...)`` is the project's (``accounts.services.ticket_redeem``),
+synchronous, and returns the user or None.
 A client presents the ticket in the ``Authorization: Ticket <ticket>`` header, or,
 for clients that cannot set headers on a WebSocket, as ``?ticket=<ticket>`` (it is
 short-lived and used up on first presentation, so a logged URL is worthless). A
@@ -17,6 +19,7 @@ https://channels.readthedocs.io/en/stable/topics/sessions.html
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,8 +28,7 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 
-from accounts.services import ticket_redeem
-from chat.protocol import CLOSE_BAD_TICKET
+from realtime.closecodes import CLOSE_BAD_TICKET
 
 
 def presented_ticket(scope: dict[str, Any]) -> str | None:
@@ -47,11 +49,15 @@ async def refuse(receive: Any, send: Any) -> None:
 
 
 class TicketAuthMiddleware(BaseMiddleware):
+    def __init__(self, inner: Any, *, redeem: Callable[..., Any]) -> None:
+        super().__init__(inner)
+        self.redeem = redeem
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         ticket = presented_ticket(scope)
         if ticket is None:
             return await super().__call__(scope, receive, send)
-        user = await database_sync_to_async(ticket_redeem)(ticket=ticket)
+        user = await database_sync_to_async(self.redeem)(ticket=ticket)
         if user is None:
             return await refuse(receive, send)
         return await super().__call__({**scope, "user": user}, receive, send)
@@ -64,7 +70,7 @@ class WebSocketSessionMiddleware(SessionMiddleware):
     response starts; before looking at the message type it reads the session's state,
     for every message. A WebSocket never starts an HTTP response (a consumer that
     changes the session saves it itself), so that wrapper only costs time: about a
-    tenth of the server's CPU per chat delivery (docs/benchmark.md). Here a
+    tenth of the server's CPU per delivery (docs/benchmark.md). Here a
     WebSocket's session is resolved as before and ``send`` passes straight through;
     other scopes get Channels' own behaviour."""
 

@@ -1,14 +1,14 @@
-"""A cheaper dispatch loop for async consumers that carry a room's messages.
+"""A cheaper dispatch loop for async consumers that carry a group's messages.
 
 Channels' ``AsyncConsumer`` does two costly things for every message, one
-delivery of a room broadcast included (docs/benchmark.md has the figures):
+delivery of a group broadcast included (docs/benchmark.md has the figures):
 
 - ``dispatch`` awaits ``aclose_old_connections()``, a hop to the database thread
   and back, before every handler, so that its ORM calls never use a connection the
   database dropped or one older than CONN_MAX_AGE. Calls made through
   ``database_sync_to_async`` get that anyway: it cleans before and after each call,
-  on the thread that runs it (``chat/writer.py`` uses it too). Only Django's async
-  ORM (``await Room.objects.aget(...)``) does not clean, and needs the hop.
+  on the thread that runs it. Only Django's async ORM
+  (``await Model.objects.aget(...)``) does not clean, and needs the hop.
   ``FastDispatchMixin`` skips it for the message types in ``skip_cleanup_for``:
   handlers that make no ORM call, or make every one through
   ``database_sync_to_async``. Every other message keeps it.
@@ -18,7 +18,7 @@ delivery of a room broadcast included (docs/benchmark.md has the figures):
   arrival order, as before.
 
 Put it after the mixins that wrap ``__call__`` and before the Channels base class:
-``class ChatConsumer(LayerFaultsMixin, GuardsMixin, FastDispatchMixin,
+``class MyConsumer(LayerFaultsMixin, GuardsMixin, FastDispatchMixin,
 AsyncWebsocketConsumer)``.
 https://channels.readthedocs.io/en/stable/topics/consumers.html
 """

@@ -1,23 +1,29 @@
-"""A room's broadcasts, received once per server process and written to each of its
+"""A group's broadcasts, received once per server process and written to each of its
 local sockets.
 
-Without this, every socket is a member of its room's group: a broadcast to a room of
-C sockets wakes C consumers, each through its channel's queue, its task and
-Channels' dispatch, only to send a frame the publisher already encoded. That was
-most of the server's CPU per delivery (docs/benchmark.md). Here one channel per
-process and room, the ``RoomFanout``, is the group's member; it receives each room
-event once and hands its frame to every local member's ASGI ``send`` in turn.
-Members on other processes are reached as before, through the channel layer.
+Without this, every socket is a member of its group: a broadcast to a group of C
+sockets wakes C consumers, each through its channel's queue, its task and Channels'
+dispatch, only to send a frame the publisher already encoded. That was most of the
+server's CPU per delivery (docs/benchmark.md). Here one channel per process and
+group, the ``GroupFanout``, is the group's member; it receives each event that
+carries a ``frame`` (``realtime.groups.frame_event``) once and hands that frame to
+every local member's ASGI ``send`` in turn. Members on other processes, and
+consumers that joined the group themselves, are reached as before, through the
+channel layer; an event without a ``frame`` does not reach a fan-out's members.
+
+``FanoutMixin`` is the consumer's side: ``join_fanout(group)`` before ``accept()``,
+``fanout_live()`` once the socket has sent what must come first (a history, say),
+and the socket leaves every fan-out when the consumer ends, however it ends.
 
 What each socket still gets, as with a group membership of its own:
 
-- order: a member joins before it reads the room's history and stays *pending*
-  until it has sent that history (``go_live``); events meanwhile wait in its
-  buffer, so a socket sees the history, then the live messages;
-- no frame of its own typing: a ``chat.typing`` event skips its ``sender``;
-- no room held up by a slow socket: a broadcast's sends share a time limit
+- order: a member joins before it reads what comes first and stays *pending*
+  until it has sent it (``go_live``); events meanwhile wait in its buffer, so a
+  socket sees, say, the history, then the live messages;
+- no frame of its own: an event whose ``sender`` is a member's channel skips it;
+- no group held up by a slow socket: a broadcast's sends share a time limit
   (``SEND_TIMEOUT``); a member whose ``send`` is still waiting then (its client
-  reads too slowly for the server's write buffer) is dropped from the room and
+  reads too slowly for the server's write buffer) is dropped from the group and
   closed with ``CLOSE_TOO_SLOW``, and its client reconnects and resyncs;
 - failure: when the fan-out's channel fails (Redis down), its members are closed
   with ``CLOSE_UNAVAILABLE``, like any socket whose layer fails, and the next
@@ -25,9 +31,9 @@ What each socket still gets, as with a group membership of its own:
   (Redis is back), takes the failed fan-out's channel out of it: left there, the
   channel would be sent every broadcast, unread, until ``GROUP_EXPIRY``;
 - expiry: the layer forgets a group member after ``GROUP_EXPIRY``; a fan-out lives
-  as long as its room has local sockets, so it re-adds its channel when a member
+  as long as its group has local sockets, so it re-adds its channel when a member
   joins more than ``REFRESH_INTERVAL`` after the last time. Every socket is closed
-  within ``WEBSOCKET_MAX_AGE`` (config/lifetime.py), so a fan-out older than that
+  within ``WEBSOCKET_MAX_AGE`` (realtime/lifetime.py), so a fan-out older than that
   has seen a join since, well within the expiry.
 
 The fan-out's group membership is added with the first local member and discarded
@@ -45,7 +51,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from chat.protocol import CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE
+from realtime.closecodes import CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE
+from realtime.guards import GuardsMixin
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +66,7 @@ REFRESH_INTERVAL = 3600.0
 
 
 class Member:
-    """One local socket of a room: its channel name (to skip its own typing), its
+    """One local socket of a group: its channel name (to skip its own events), its
     ASGI ``send``, and what waits for it while it is pending."""
 
     __slots__ = ("channel_name", "live", "pending", "send")
@@ -71,8 +78,8 @@ class Member:
         self.pending: list[dict[str, Any]] = []
 
 
-class RoomFanout:
-    """The process's one member of a room's group, forwarding to local sockets."""
+class GroupFanout:
+    """The process's one member of a group, forwarding to local sockets."""
 
     clock = staticmethod(time.monotonic)
 
@@ -92,7 +99,7 @@ class RoomFanout:
         await self.discard_failed()
 
     async def discard_failed(self) -> None:
-        """Take the channels of this room's failed fan-outs out of its group."""
+        """Take the channels of this group's failed fan-outs out of it."""
         failed = FAILED.get(self.layer, {}).get(self.group, set())
         for channel in list(failed):
             try:
@@ -113,7 +120,7 @@ class RoomFanout:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - every member must hear of it
-            logger.warning("room fan-out for %s failed, closing its sockets: %r", self.group, error)
+            logger.warning("fan-out for %s failed, closing its sockets: %r", self.group, error)
             forget(self)
             FAILED.setdefault(self.layer, {}).setdefault(self.group, set()).add(self.channel)
             for member in list(self.members.values()):
@@ -123,7 +130,7 @@ class RoomFanout:
     async def deliver(self, event: dict[str, Any]) -> None:
         frame = event.get("frame")
         if frame is None:
-            return  # not a room broadcast (the fan-out's channel gets nothing else)
+            return  # nothing for the sockets: not a frame_event
         message = {"type": "websocket.send", "text": frame}
         sender = event.get("sender")
         members = [m for m in self.members.values() if m.channel_name != sender]
@@ -148,16 +155,16 @@ class RoomFanout:
             self.discard(member)
 
     def discard(self, member: Member) -> None:
-        """Take a member out of the room: nothing more is sent or kept for it."""
+        """Take a member out of the group: nothing more is sent or kept for it."""
         if self.members.get(member.channel_name) is member:
             del self.members[member.channel_name]
         member.live = False
         member.pending.clear()
 
     def drop(self, member: Member) -> None:
-        """A member too slow to take a broadcast: out of the room, and closed."""
+        """A member too slow to take a broadcast: out of the group, and closed."""
         self.discard(member)
-        logger.info("socket %s too slow for room %s, closing it", member.channel_name, self.group)
+        logger.info("socket %s too slow for group %s, closing it", member.channel_name, self.group)
         close_soon(member, CLOSE_TOO_SLOW)
 
     async def stop(self) -> None:
@@ -180,23 +187,23 @@ def close_soon(member: Member, code: int) -> None:
 # Tasks closing sockets, kept until done (the event loop holds only weak references).
 CLOSING: set[asyncio.Future[None]] = set()
 # Each layer's fan-outs by group; a layer belongs to one event loop.
-FANOUTS: weakref.WeakKeyDictionary[Any, dict[str, RoomFanout]] = weakref.WeakKeyDictionary()
+FANOUTS: weakref.WeakKeyDictionary[Any, dict[str, GroupFanout]] = weakref.WeakKeyDictionary()
 # Each layer's channels of failed fan-outs, by group, until they are out of it.
 FAILED: weakref.WeakKeyDictionary[Any, dict[str, set[str]]] = weakref.WeakKeyDictionary()
 
 
-def forget(fanout: RoomFanout) -> None:
-    rooms = FANOUTS.get(fanout.layer, {})
-    if rooms.get(fanout.group) is fanout:
-        del rooms[fanout.group]
+def forget(fanout: GroupFanout) -> None:
+    groups = FANOUTS.get(fanout.layer, {})
+    if groups.get(fanout.group) is fanout:
+        del groups[fanout.group]
 
 
 async def join(layer: Any, group: str, channel_name: str, send: Send) -> Member:
-    """Add a socket to its room's fan-out in this process, pending until ``go_live``."""
-    rooms = FANOUTS.setdefault(layer, {})
-    fanout = rooms.get(group)
+    """Add a socket to its group's fan-out in this process, pending until ``go_live``."""
+    groups = FANOUTS.setdefault(layer, {})
+    fanout = groups.get(group)
     if fanout is None:
-        fanout = rooms[group] = RoomFanout(layer, group)
+        fanout = groups[group] = GroupFanout(layer, group)
     try:
         await asyncio.shield(fanout.started)
     except BaseException:
@@ -218,12 +225,46 @@ async def go_live(member: Member) -> None:
 
 
 async def leave(layer: Any, group: str, member: Member) -> None:
-    """Remove a socket from its room's fan-out; the last one out ends it."""
-    rooms = FANOUTS.get(layer, {})
-    fanout = rooms.get(group)
+    """Remove a socket from its group's fan-out; the last one out ends it."""
+    fanout = FANOUTS.get(layer, {}).get(group)
     if fanout is None or fanout.members.get(member.channel_name) is not member:
         return
     del fanout.members[member.channel_name]
     if not fanout.members:
         forget(fanout)
         await fanout.stop()
+
+
+class FanoutMixin(GuardsMixin):
+    """A socket's groups through this process's fan-out: ``join_fanout(group)`` before
+    ``accept()``, then ``fanout_live()`` once what must come first is sent. Use it in
+    place of ``GuardsMixin`` (it is one), after ``LayerFaultsMixin``."""
+
+    base_send: Send
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.fanout_members: dict[str, Member] = {}
+        await super().__call__(scope, receive, send)
+
+    async def join_fanout(self, group: str) -> None:
+        """Join the group's fan-out; its frames wait until ``fanout_live()``."""
+        self.fanout_members[group] = await join(
+            self.channel_layer, group, self.channel_name, self.base_send
+        )
+
+    async def fanout_live(self) -> None:
+        """Send what waited for this socket, then deliver its groups' frames directly."""
+        for member in list(self.fanout_members.values()):
+            await go_live(member)
+
+    async def leave_fanout(self, group: str) -> None:
+        member = self.fanout_members.pop(group, None)
+        if member is not None:
+            await leave(self.channel_layer, group, member)
+
+    async def release_everything(self) -> None:
+        for group in list(self.fanout_members):
+            # Best effort, as for the groups: with the layer down there is nothing to leave.
+            with contextlib.suppress(Exception):
+                await self.leave_fanout(group)
+        await super().release_everything()

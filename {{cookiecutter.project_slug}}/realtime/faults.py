@@ -5,7 +5,7 @@ receiving on its channel, sending to a group). Left alone, that exception reache
 the server, which logs a traceback and drops the socket. This mixin logs one
 warning and closes the socket with ``CLOSE_UNAVAILABLE`` (4503), which the browser
 client treats like any drop: it reconnects with backoff and resyncs history, so no
-stored message is missed once Redis is back.
+stored message is missed once Redis is back. Put it first among a consumer's bases.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chat.protocol import CLOSE_UNAVAILABLE
+from realtime.closecodes import CLOSE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 

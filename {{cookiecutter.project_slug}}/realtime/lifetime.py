@@ -2,7 +2,7 @@
 
 A channel layer forgets a group membership ``GROUP_EXPIRY`` seconds after it was
 added (``realtime/channel_layers.py``: one day), so a socket open longer would
-silently stop getting its room's messages. Before that, this middleware closes it
+silently stop getting its groups' messages. Before that, this middleware closes it
 (code 1001, going away) and hands the consumer a ``websocket.disconnect``, so its
 disconnect handler leaves its groups as on any other close; the browser client
 reconnects and resyncs from stored history. The server does not need to know:
@@ -17,8 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-# WebSocket close code for "going away": the client may reconnect at once.
-CLOSE_GOING_AWAY = 1001
+from realtime.closecodes import CLOSE_GOING_AWAY
 
 
 class WebSocketLifetimeMiddleware:

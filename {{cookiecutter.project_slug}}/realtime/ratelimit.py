@@ -1,4 +1,4 @@
-"""A token bucket: the per-connection message rate limit of the chat consumers.
+"""A token bucket: the per-connection message rate limit of ``GuardsMixin``.
 
 A bucket holds up to ``burst`` tokens and gains ``rate`` tokens a second; each
 message takes one. A client that types fast gets its burst; a flood runs dry.

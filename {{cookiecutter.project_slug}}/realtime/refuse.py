@@ -1,8 +1,9 @@
-"""The last WebSocket route: refuses any path no app claims, at the handshake."""
+"""The last WebSocket route: refuses any path no app claims, at the handshake
+(``config/routing.py`` ends with it)."""
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chat.protocol import CLOSE_NOT_FOUND
+from realtime.closecodes import CLOSE_NOT_FOUND
 
 
 class RefuseConsumer(AsyncWebsocketConsumer):

@@ -63,7 +63,7 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from chat.protocol import ClientError, encode, error_frame, parse_json_object
+from realtime.frames import ClientError, encode, error_frame, parse_json_object
 
 
 class $cls(AsyncJsonWebsocketConsumer):
@@ -73,7 +73,7 @@ class $cls(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
             content = parse_json_object(
-                text_data, bytes_data, max_frame_bytes=settings.CHAT_FRAME_MAX_BYTES
+                text_data, bytes_data, max_frame_bytes=settings.WEBSOCKET_FRAME_MAX_BYTES
             )
         except ClientError as error:
             await self.send_json(error_frame(error))

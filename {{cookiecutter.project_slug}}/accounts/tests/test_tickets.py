@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from accounts.models import WebSocketTicket
 from accounts.services import ticket_digest, ticket_issue, ticket_redeem
-from chat.protocol import CLOSE_BAD_TICKET
-from conftest import ORIGIN
+from realtime.closecodes import CLOSE_BAD_TICKET
+from realtime.testing import ORIGIN
 
 TIMEOUT = 3
 

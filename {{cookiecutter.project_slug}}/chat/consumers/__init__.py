@@ -7,9 +7,9 @@
   (join, leave, message, typing) over one socket for many rooms.
 - ``events.RoomEventsConsumer``: ``AsyncHttpConsumer`` streaming a room's new
   messages as server-sent events.
-- ``refuse.RefuseConsumer``: refuses WebSocket paths no app claims.
 - The ``SyncConsumer`` that the worker runs is ``chat.workers.ModerationConsumer``.
 
-Each is thin: parse, call ``chat.services`` or ``chat.selectors``, respond.
+Each is thin: parse, call ``chat.services`` or ``chat.selectors``, respond; the
+machinery under them is the real-time layer's (``realtime/``).
 https://channels.readthedocs.io/en/stable/topics/consumers.html
 """

@@ -3,52 +3,52 @@ selector, and sends a frame.
 
 ``ChatConsumer`` is the Channels tutorial's ``AsyncWebsocketConsumer`` grown up:
 validated room names, stored history, typed error frames, moderation by the worker,
-limits (``guards.py``), sockets that close when their user logs out, and a cheaper
-dispatch for the room's broadcasts (``dispatch.py``, docs/benchmark.md). The logic
-it calls lives in ``services.py`` (writes) and ``selectors.py`` (reads); the frames
-and close codes it speaks are described in ``protocol.py``.
+and sockets that close when their user logs out. The machinery comes from the
+real-time layer's building blocks (``realtime/``): ``LayerFaultsMixin`` (close with
+4503 when Redis fails), ``FanoutMixin`` (the room's broadcasts through one group
+member per process, and the guards: login required, socket caps, the rate limit,
+groups always left) and ``FastDispatchMixin`` (a cheaper dispatch, docs/benchmark.md).
+The logic it calls lives in ``services.py`` (writes) and ``selectors.py`` (reads);
+the frames it speaks are described in ``protocol.py``.
 https://channels.readthedocs.io/en/stable/topics/consumers.html
 """
 
 from __future__ import annotations
 
-import contextlib
-
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import fanout, selectors, services, writer
-from chat.consumers.dispatch import FastDispatchMixin
-from chat.consumers.faults import LayerFaultsMixin
-from chat.consumers.guards import GuardsMixin
+from chat import selectors, services, writer
 from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import (
     CLOSE_INVALID_ROOM,
-    ClientError,
     PostMessage,
     RequestHistory,
-    encode,
-    error_frame,
     history_frame,
     parse_client_frame,
 )
 from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, user_group_name, validate_room_name
+from realtime.dispatch import FastDispatchMixin
+from realtime.fanout import FanoutMixin
+from realtime.faults import LayerFaultsMixin
+from realtime.frames import ClientError, encode, error_frame
 
 
 class ChatConsumer(
-    LayerFaultsMixin, GuardsMixin, RoomEventsMixin, FastDispatchMixin, AsyncWebsocketConsumer
+    LayerFaultsMixin, FanoutMixin, RoomEventsMixin, FastDispatchMixin, AsyncWebsocketConsumer
 ):
     room: Room | None = None
-    # This socket in its room's process-local fan-out (chat/fanout.py).
-    room_member: fanout.Member | None = None
     # The handlers of these events only send a frame or close; receive() stores and
     # reads through chat/writer.py and database_sync_to_async, which clean the
-    # connections themselves (dispatch.py).
+    # connections themselves (realtime/dispatch.py).
     skip_cleanup_for = frozenset(
         {"chat.message", "chat.moderated", "chat.typing", "chat.logout", "websocket.receive"}
     )
+
+    def requires_login(self) -> bool:
+        return settings.CHAT_REQUIRE_LOGIN
 
     async def connect(self) -> None:
         try:
@@ -63,9 +63,7 @@ class ChatConsumer(
         self.room = await database_sync_to_async(services.room_get_or_create)(name=room_name)
         # The room's broadcasts reach this socket through the process's fan-out, which
         # holds them back until the history below has been sent.
-        self.room_member = await fanout.join(
-            self.channel_layer, self.room.group_name, self.channel_name, self.base_send
-        )
+        await self.join_fanout(self.room.group_name)
         if user.is_authenticated:
             await self.join_group(user_group_name(user.pk))
         await self.accept()
@@ -74,16 +72,7 @@ class ChatConsumer(
             room=self.room, limit=settings.CHAT_HISTORY_LENGTH
         )
         await self.send(text_data=encode(history_frame(recent, self.room.name)))
-        await fanout.go_live(self.room_member)
-
-    async def release_everything(self) -> None:
-        member, self.room_member = self.room_member, None
-        if member is not None and self.room is not None:
-            # Best effort, as for the groups below: with the layer down there is
-            # nothing left to leave.
-            with contextlib.suppress(Exception):
-                await fanout.leave(self.channel_layer, self.room.group_name, member)
-        await super().release_everything()
+        await self.fanout_live()
 
     async def remember_room(self, room_name: str) -> None:
         """Store the room in the visitor's session. A WebSocket never saves the
@@ -96,14 +85,13 @@ class ChatConsumer(
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            if not self.check_rate():
-                await self.close_for_flooding()
+            if not await self.frame_allowed():  # the rate limit (realtime/guards.py)
                 return
             action = parse_client_frame(
                 text_data,
                 bytes_data,
                 max_length=settings.CHAT_MESSAGE_MAX_LENGTH,
-                max_frame_bytes=settings.CHAT_FRAME_MAX_BYTES,
+                max_frame_bytes=settings.WEBSOCKET_FRAME_MAX_BYTES,
             )
         except ClientError as error:
             await self.send(text_data=encode(error_frame(error)))

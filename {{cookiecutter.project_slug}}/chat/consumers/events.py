@@ -26,8 +26,9 @@ from django.conf import settings
 
 from chat import selectors, services
 from chat.models import Room
-from chat.protocol import encode, message_frame
+from chat.protocol import message_frame
 from chat.rooms import InvalidRoomName, validate_room_name
+from realtime.frames import encode
 
 PLAIN_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 # Seconds between comment lines that keep idle proxies from closing the stream.

@@ -11,7 +11,9 @@ Route: ``/ws/rooms/``. Every client frame is a JSON object with an ``action``:
 
 Room members on ``/ws/chat/<room>/`` and here share one group per room, so both
 see each other's messages. Errors come back as typed error frames
-(``not_joined``, ``too_many_rooms``, ``invalid_room``, ...) and the socket stays open.
+(``not_joined``, ``too_many_rooms``, ``invalid_room``, ...) and the socket stays open:
+``JsonFramesMixin`` (realtime/frames.py) parses each frame within its limits and
+turns a ``ClientError`` into an error frame, after ``GuardsMixin``'s rate limit.
 https://channels.readthedocs.io/en/stable/topics/consumers.html#asyncjsonwebsocketconsumer
 """
 
@@ -24,25 +26,24 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from chat import selectors, services, writer
-from chat.consumers.faults import LayerFaultsMixin
-from chat.consumers.guards import GuardsMixin
 from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
-from chat.protocol import (
-    ClientError,
-    encode,
-    error_frame,
-    message_frame,
-    message_text,
-    parse_json_object,
-)
+from chat.protocol import message_frame, message_text
 from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
+from realtime.faults import LayerFaultsMixin
+from realtime.frames import ClientError, JsonFramesMixin
+from realtime.guards import GuardsMixin
 
 # How many rooms one socket may be in at once.
 MAX_ROOMS_PER_SOCKET = 20
 
 
-class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, RoomEventsMixin, AsyncJsonWebsocketConsumer):
+class RoomsJsonConsumer(
+    LayerFaultsMixin, GuardsMixin, RoomEventsMixin, JsonFramesMixin, AsyncJsonWebsocketConsumer
+):
+    def requires_login(self) -> bool:
+        return settings.CHAT_REQUIRE_LOGIN
+
     async def connect(self) -> None:
         self.rooms: dict[str, Room] = {}
         if await self.refused_at_handshake():
@@ -51,18 +52,6 @@ class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, RoomEventsMixin, AsyncJso
         if user.is_authenticated:
             await self.join_group(user_group_name(user.pk))
         await self.accept()
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            if not self.check_rate():
-                await self.close_for_flooding()
-                return
-            content = parse_json_object(
-                text_data, bytes_data, max_frame_bytes=settings.CHAT_FRAME_MAX_BYTES
-            )
-            await self.receive_json(content)
-        except ClientError as error:
-            await self.send_json(error_frame(error))
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         action = content.get("action")
@@ -127,7 +116,3 @@ class RoomsJsonConsumer(LayerFaultsMixin, GuardsMixin, RoomEventsMixin, AsyncJso
                 room=room, author=self.scope["user"], sender_channel=self.channel_name
             ),
         )
-
-    @classmethod
-    async def encode_json(cls, content: dict[str, Any]) -> str:
-        return encode(content)

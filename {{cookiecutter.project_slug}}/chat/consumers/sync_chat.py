@@ -7,7 +7,7 @@ of their own, so they may call the ORM directly, but each open socket then holds
 thread while it works: prefer the async consumer for a busy chat, and use this form
 when the consumer mostly calls blocking code. It keeps the per-connection rate limit
 of the async consumers; the socket cap and crash-proof group cleanup of
-``guards.py`` are async and stay with them.
+``realtime/guards.py`` are async and stay with them.
 https://channels.readthedocs.io/en/stable/tutorial/part_2.html
 """
 
@@ -21,18 +21,11 @@ from django.conf import settings
 
 from chat import selectors, services
 from chat.models import Room
-from chat.protocol import (
-    CLOSE_INVALID_ROOM,
-    CLOSE_LOGIN_REQUIRED,
-    ClientError,
-    PostMessage,
-    encode,
-    error_frame,
-    history_frame,
-    parse_client_frame,
-)
-from chat.ratelimit import TokenBucket
+from chat.protocol import CLOSE_INVALID_ROOM, PostMessage, history_frame, parse_client_frame
 from chat.rooms import InvalidRoomName, validate_room_name
+from realtime.closecodes import CLOSE_LOGIN_REQUIRED
+from realtime.frames import ClientError, encode, error_frame
+from realtime.ratelimit import TokenBucket
 
 
 class SyncChatConsumer(WebsocketConsumer):
@@ -50,7 +43,8 @@ class SyncChatConsumer(WebsocketConsumer):
         self.room = services.room_get_or_create(name=room_name)
         async_to_sync(self.channel_layer.group_add)(self.room.group_name, self.channel_name)
         self.bucket = TokenBucket(
-            rate=settings.CHAT_RATE_LIMIT_PER_SECOND, burst=settings.CHAT_RATE_LIMIT_BURST
+            rate=settings.WEBSOCKET_RATE_LIMIT_PER_SECOND,
+            burst=settings.WEBSOCKET_RATE_LIMIT_BURST,
         )
         self.accept()
         recent = selectors.message_list_recent(room=self.room, limit=settings.CHAT_HISTORY_LENGTH)
@@ -70,7 +64,7 @@ class SyncChatConsumer(WebsocketConsumer):
                 text_data,
                 bytes_data,
                 max_length=settings.CHAT_MESSAGE_MAX_LENGTH,
-                max_frame_bytes=settings.CHAT_FRAME_MAX_BYTES,
+                max_frame_bytes=settings.WEBSOCKET_FRAME_MAX_BYTES,
             )
         except ClientError as error:
             self.send(text_data=encode(error_frame(error)))

@@ -10,8 +10,10 @@ from channels.db import database_sync_to_async
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from chat.protocol import CLOSE_LOGGED_OUT, CLOSE_LOGIN_REQUIRED
-from conftest import ORIGIN, join_chat, session_cookie
+from chat.protocol import CLOSE_LOGGED_OUT
+from chat.tests.clients import join_chat
+from realtime.closecodes import CLOSE_LOGIN_REQUIRED
+from realtime.testing import ORIGIN, session_cookie
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -22,19 +22,11 @@ import pytest
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from chat.tests.servers import (
-    LAYER_KINDS,
-    WORKER_CHANNEL,
-    AsgiServer,
-    ChatClient,
-    Worker,
-    chat_client,
-    manage,
-    running,
-    server_env,
-)
-from conftest import report_figure
+from chat.services import WORKER_CHANNEL
+from chat.tests.clients import ChatClient, chat_client
 from realtime.channel_layers import channel_layers
+from realtime.testing import report_figure
+from realtime.testing.servers import LAYER_KINDS, AsgiServer, Worker, manage, running, server_env
 
 pytestmark = pytest.mark.services("REDIS_URL")
 
@@ -70,7 +62,7 @@ def clusters(servers_database, tmp_path_factory) -> Iterator[dict[str, Cluster]]
         trios[kind] = (
             AsgiServer(f"{kind}-web1", env, log_dir),
             AsgiServer(f"{kind}-web2", env, log_dir),
-            Worker(f"{kind}-worker", env, log_dir),
+            Worker(f"{kind}-worker", env, log_dir, (WORKER_CHANNEL,)),
         )
     with contextlib.ExitStack() as stack:
         stack.enter_context(running(*(process for trio in trios.values() for process in trio)))

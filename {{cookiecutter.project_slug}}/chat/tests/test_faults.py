@@ -14,14 +14,16 @@ import pytest
 from django.conf import settings
 from websockets.exceptions import InvalidStatus
 
-from chat.protocol import CLOSE_UNAVAILABLE
-from chat.tests.servers import (
+from chat.services import WORKER_CHANNEL
+from chat.tests.clients import chat_client
+from realtime.closecodes import CLOSE_UNAVAILABLE
+from realtime.testing import report_figure
+from realtime.testing.servers import (
     FRAME_TIMEOUT,
     LAYER_KINDS,
     AsgiServer,
     RedisServer,
     Worker,
-    chat_client,
     is_postgresql,
     manage,
     postgres_connect,
@@ -29,7 +31,6 @@ from chat.tests.servers import (
     server_env,
     with_query,
 )
-from conftest import report_figure
 
 
 def room(label: str) -> str:
@@ -47,7 +48,8 @@ def test_a_redis_outage_is_survived(kind, servers_database, tmp_path):
     redis_server = RedisServer(tmp_path)
     with running(redis_server):
         env = server_env(database_url=servers_database, redis_url=redis_server.url, layer_kind=kind)
-        web, worker = AsgiServer("web", env, tmp_path), Worker("worker", env, tmp_path)
+        web = AsgiServer("web", env, tmp_path)
+        worker = Worker("worker", env, tmp_path, (WORKER_CHANNEL,))
         with running(web, worker), contextlib.ExitStack() as stack:
             name = room("outage")
             ann = stack.enter_context(chat_client(web, name))

@@ -8,7 +8,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
-from chat.tests.servers import FRAME_TIMEOUT, AsgiServer, running, server_env
+from realtime.testing.servers import FRAME_TIMEOUT, AsgiServer, running, server_env
 
 
 @pytest.fixture(scope="module")

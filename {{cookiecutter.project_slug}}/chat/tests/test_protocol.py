@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from chat.protocol import ClientError, PostMessage, RequestHistory, encode, parse_client_frame
+from chat.protocol import PostMessage, RequestHistory, parse_client_frame
+from realtime.frames import ClientError, encode
 
 LIMITS = {"max_length": 10, "max_frame_bytes": 100}
 

@@ -25,12 +25,12 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 
 # The site's public origins (scheme://host[:port]), comma-separated in
 # DJANGO_TRUSTED_ORIGINS: cross-origin form posts from them pass CSRF, and
-# WebSockets must come from exactly one of them (config/origins.py).
+# WebSockets must come from exactly one of them (realtime/origins.py).
 TRUSTED_ORIGINS = env_list("DJANGO_TRUSTED_ORIGINS")
 CSRF_TRUSTED_ORIGINS = TRUSTED_ORIGINS
 # Also accept WebSockets from any port on localhost (development and tests only).
 WEBSOCKET_ALLOW_LOCALHOST = False
-# Seconds a WebSocket stays open at most (config/lifetime.py): less than the channel
+# Seconds a WebSocket stays open at most (realtime/lifetime.py): less than the channel
 # layer's GROUP_EXPIRY (realtime/channel_layers.py), after which a group forgets it.
 WEBSOCKET_MAX_AGE = 12 * 60 * 60
 
@@ -177,22 +177,29 @@ LOGGING = {
 # Seconds a ticket for a non-browser WebSocket client stays valid (single use).
 WEBSOCKET_TICKET_TTL_SECONDS = 30
 
+# The real-time layer's limits (realtime/frames.py, realtime/guards.py).
+# Largest WebSocket text frame the consumers parse, in bytes (the server's own frame
+# limit is far higher); larger ones get an error frame and are not decoded.
+WEBSOCKET_FRAME_MAX_BYTES = 16 * 1024
+# Per-connection rate limit: a steady rate of frames a second, bursts of up to
+# WEBSOCKET_RATE_LIMIT_BURST; over it, error frames, and after
+# WEBSOCKET_RATE_LIMIT_STRIKES refusals in a row the socket is closed (4429).
+WEBSOCKET_RATE_LIMIT_PER_SECOND = env_float("WEBSOCKET_RATE_LIMIT_PER_SECOND", default=5.0)
+WEBSOCKET_RATE_LIMIT_BURST = env_int("WEBSOCKET_RATE_LIMIT_BURST", default=20)
+WEBSOCKET_RATE_LIMIT_STRIKES = 50
+# Open sockets one signed-in user may hold at once (tabs, devices), across processes.
+WEBSOCKET_MAX_SOCKETS_PER_USER = env_int("WEBSOCKET_MAX_SOCKETS_PER_USER", default=20)
+# Open sockets one client address may hold at once, across processes; 0: no cap (the
+# default, as many users may share one address behind NAT, and the benchmark's
+# thousands of clients share loopback). Behind a proxy, the address is the forwarded
+# one (uvicorn --proxy-headers, as the Procfile runs it).
+WEBSOCKET_MAX_SOCKETS_PER_ADDRESS = env_int("WEBSOCKET_MAX_SOCKETS_PER_ADDRESS", default=0)
+
 # The chat app's own settings.
 # Refuse anonymous WebSockets and send anonymous visitors to log in.
 CHAT_REQUIRE_LOGIN = env_bool("CHAT_REQUIRE_LOGIN", default=False)
 # Longest message text, in characters; longer ones get an error frame.
 CHAT_MESSAGE_MAX_LENGTH = 2000
-# Largest WebSocket text frame the consumers parse, in bytes (the server's own frame
-# limit is far higher); larger ones get an error frame and are not decoded.
-CHAT_FRAME_MAX_BYTES = 16 * 1024
-# Per-connection rate limit: a steady rate of messages a second, bursts of up to
-# CHAT_RATE_LIMIT_BURST; over it, error frames, and after CHAT_RATE_LIMIT_STRIKES
-# refusals in a row the socket is closed (4429).
-CHAT_RATE_LIMIT_PER_SECOND = env_float("CHAT_RATE_LIMIT_PER_SECOND", default=5.0)
-CHAT_RATE_LIMIT_BURST = env_int("CHAT_RATE_LIMIT_BURST", default=20)
-CHAT_RATE_LIMIT_STRIKES = 50
-# Open sockets one signed-in user may hold at once (tabs, devices), across processes.
-CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", default=20)
 # Messages a member receives when joining a room, and at most per resync.
 CHAT_HISTORY_LENGTH = 50
 # The channel the moderation worker listens on (manage.py runworker chat-worker).

@@ -4,8 +4,8 @@ from unittest import mock
 import pytest
 from django.test import override_settings
 
-from chat.tests.servers import AsgiServer, free_port, running, server_env
 from realtime.channel_layers import REDIS_BACKENDS, channel_layers
+from realtime.testing.servers import AsgiServer, free_port, running, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,25 +7,23 @@ set; when they are set but do not answer, the run stops with an error instead.
 
 The processes, each on a free loopback port with bounded waits and its output in a
 log file that failures quote: ``AsgiServer`` (the Procfile's uvicorn serving
-``config.asgi:application``), ``Worker`` (``manage.py runworker``), ``RedisServer``
-(a private ``redis-server``, for tests that stop it) and ``RedisSentinel``.
-``running()`` starts a set together and always stops them; ``chat_client()`` joins a
-room over a real WebSocket::
+``config.asgi:application``), ``Worker`` (``manage.py runworker <channels>``),
+``RedisServer`` (a private ``redis-server``, for tests that stop it) and
+``RedisSentinel``. ``running()`` starts a set together and always stops them;
+``WebSocketClient`` talks JSON frames to a server over a real WebSocket::
 
     def test_something(servers_database, tmp_path):
         env = server_env(database_url=servers_database, redis_url=settings.REDIS_URL)
-        with running(AsgiServer("web", env, tmp_path), Worker("worker", env, tmp_path)) as (
-            web,
-            worker,
-        ):
+        worker = Worker("worker", env, tmp_path, ("my-channel",))
+        with running(AsgiServer("web", env, tmp_path), worker) as (web, worker):
             assert web.get("/readyz")[0] == 200
 
 Servers run ``config.settings.test`` with this run's ``TEST_RUN_ID``, so they share
 its Redis key prefix. They cannot share pytest-django's test database (SQLite's is in
 memory, and every transactional test empties it), so the ``servers_database``
 fixture gives them one of their own, migrated once per run. This module is a pytest
-plugin (``pytest_plugins`` in the root conftest.py), for any test that needs the
-project running for real.
+plugin (loaded by ``realtime.testing``), for any test that needs the project running
+for real.
 """
 
 from __future__ import annotations
@@ -57,7 +55,6 @@ from websockets.typing import Origin
 
 from bench.chatbench import PROJECT_APP, procfile_command, server_args
 from bench.chatbench import Process as BaseProcess
-from config.env import env_list, env_str
 
 LOOPBACK = "127.0.0.1"
 # Bounded waits, in seconds (stopping: chatbench's STOP_TIMEOUT). Start-up allows for
@@ -69,11 +66,19 @@ FRAME_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 3
 POLL_INTERVAL = 0.05
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL")
+
+
+def env_str(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
 # The Redis layer kinds the multi-process tests run their servers on: both unless
 # SERVICES_LAYER_KINDS names some (the template's CI runs each project's own kind).
-LAYER_KINDS = tuple(env_list("SERVICES_LAYER_KINDS", "redis,redis_pubsub"))
-# This run's worker channel (config/settings/test.py names it after TEST_RUN_ID).
-WORKER_CHANNEL = settings.CHAT_WORKER_CHANNEL
+LAYER_KINDS = tuple(
+    kind.strip()
+    for kind in (env_str("SERVICES_LAYER_KINDS") or "redis,redis_pubsub").split(",")
+    if kind.strip()
+)
 
 P = TypeVar("P", bound="Process")
 
@@ -334,7 +339,7 @@ class AsgiServer(Process):
 
 
 class Worker(Process):
-    """``manage.py runworker`` on the given channels (default: the chat's worker).
+    """``manage.py runworker`` on the given channels.
 
     Its Redis connections carry a client name, so that it counts as ready once it is
     reading its channel (RedisChannelLayer's BZPOPMIN) or subscribed to it (the
@@ -342,12 +347,12 @@ class Worker(Process):
     """
 
     def __init__(
-        self, name: str, env: dict[str, str], log_dir: Path, channels: tuple[str, ...] = ()
+        self, name: str, env: dict[str, str], log_dir: Path, channels: tuple[str, ...]
     ) -> None:
         self.redis_url = env["REDIS_URL"]
         self.client_name = f"{name}-{settings.TEST_RUN_ID}-{time.monotonic_ns()}"
         env = {**env, "REDIS_URL": with_query(self.redis_url, client_name=self.client_name)}
-        command = [sys.executable, "manage.py", "runworker", *(channels or (WORKER_CHANNEL,))]
+        command = [sys.executable, "manage.py", "runworker", *channels]
         super().__init__(name, command, env, log_dir)
 
     def is_ready(self) -> bool:
@@ -425,16 +430,14 @@ class RedisSentinel(Process):
             client.close()
 
 
-class ChatClient:
-    """A chat member on a real WebSocket (the websockets library's sync client).
-
-    Like a browser it sends no pings of its own; it answers the server's. Its
-    background thread keeps reading, so a socket can stay open across a test.
-    """
+class WebSocketClient:
+    """A client on a real WebSocket (the websockets library's sync client), speaking
+    JSON frames. Like a browser it sends no pings of its own; it answers the
+    server's. Its background thread keeps reading, so a socket can stay open across
+    a test."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
-        self.history: list[dict[str, Any]] = self.frame("history")["messages"]
 
     def frame(self, kind: str | None = None, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
         """The next frame (of this ``type``, if given: any other is a failure)."""
@@ -442,13 +445,8 @@ class ChatClient:
         assert kind is None or data.get("type") == kind, f"expected a {kind} frame, got {data}"
         return data
 
-    def post(self, text: str) -> None:
-        self.ws.send(json.dumps({"message": text}))
-
-    def resync(self, after: int, timeout: float = FRAME_TIMEOUT) -> list[dict[str, Any]]:
-        """The messages after id ``after``, as a reconnecting client asks for them."""
-        self.ws.send(json.dumps({"action": "history", "after": after}))
-        return self.frame("history", timeout)["messages"]
+    def send_json(self, content: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(content))
 
     def close_code(self, timeout: float) -> int | None:
         """Wait (bounded) for the server to close the socket; its close code. Fails if
@@ -461,16 +459,16 @@ class ChatClient:
 
 
 @contextlib.contextmanager
-def chat_client(server: AsgiServer, room: str) -> Iterator[ChatClient]:
-    """Join a room on a server, like the browser: allowed Origin, history first."""
+def websocket(server: AsgiServer, path: str) -> Iterator[ClientConnection]:
+    """A real WebSocket to a path of a server, with an Origin the server accepts."""
     with connect(
-        server.ws_url(f"/ws/chat/{room}/"),
+        server.ws_url(path),
         origin=Origin(server.origin),
         open_timeout=FRAME_TIMEOUT,
         close_timeout=FRAME_TIMEOUT,
         ping_interval=None,
     ) as ws:
-        yield ChatClient(ws)
+        yield ws
 
 
 @contextlib.contextmanager

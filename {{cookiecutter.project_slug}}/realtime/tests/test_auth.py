@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 
-from accounts.middleware import WebSocketAuthMiddlewareStack
-from conftest import session_cookie
+from realtime.auth import WebSocketAuthMiddlewareStack
+from realtime.testing import session_cookie
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from chat.tests.servers import RedisSentinel, RedisServer, running, server_env
 from realtime.channel_layers import IN_MEMORY_BACKEND, REDIS_BACKENDS, channel_layers
+from realtime.testing.servers import RedisSentinel, RedisServer, running, server_env
 
 
 def test_no_redis_url_means_in_memory():

@@ -1,5 +1,5 @@
-"""chat/fanout.py: a room's broadcasts reach every local socket through one group
-member per process, in order, without one slow socket holding up the room."""
+"""realtime/fanout.py: a group's broadcasts reach every local socket through one group
+member per process, in order, without one slow socket holding up the group."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from unittest import mock
 
 import pytest
 
-from chat import fanout
-from chat.protocol import CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE
-from chat.rooms import room_group_name
+from realtime import fanout
+from realtime.closecodes import CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE
+from realtime.groups import group_name
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 TIMEOUT = 3
-GROUP = room_group_name("fanout")
+GROUP = group_name("tests", "fanout")
 
 
 class Socket:
@@ -204,7 +204,7 @@ async def test_a_failed_channel_that_cannot_be_discarded_yet_is_tried_by_the_nex
 async def test_a_join_long_after_the_last_add_refreshes_the_membership(monkeypatch):
     layer = FailingLayer()
     now = [1000.0]
-    monkeypatch.setattr(fanout.RoomFanout, "clock", staticmethod(lambda: now[0]))
+    monkeypatch.setattr(fanout.GroupFanout, "clock", staticmethod(lambda: now[0]))
     members = [await live_member(layer, Socket("ann"))]
     now[0] += fanout.REFRESH_INTERVAL / 2
     members.append(await live_member(layer, Socket("bob")))

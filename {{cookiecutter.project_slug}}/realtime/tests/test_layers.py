@@ -14,9 +14,9 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 from redis import asyncio as aioredis
 
-from chat.consumers.faults import LAYER_ERRORS
 from realtime import layers
 from realtime.channel_layers import REDIS_BACKENDS, channel_layers
+from realtime.faults import LAYER_ERRORS
 
 TIMEOUT = 3
 

@@ -10,8 +10,8 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from config.asgi import application
-from config.lifetime import CLOSE_GOING_AWAY, WebSocketLifetimeMiddleware
-from conftest import ORIGIN
+from realtime.lifetime import CLOSE_GOING_AWAY, WebSocketLifetimeMiddleware
+from realtime.testing import ORIGIN
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -6,8 +6,8 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from config.origins import normalize_origin, origin_allowed
-from conftest import report_figure
+from realtime.origins import normalize_origin, origin_allowed
+from realtime.testing import report_figure
 
 TRUSTED = ["https://chat.example.com"]
 HOSTILE = [

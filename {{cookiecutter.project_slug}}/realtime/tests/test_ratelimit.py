@@ -1,6 +1,6 @@
 import pytest
 
-from chat.ratelimit import TokenBucket
+from realtime.ratelimit import TokenBucket
 
 
 class Clock:

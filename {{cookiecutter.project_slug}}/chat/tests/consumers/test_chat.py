@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from chat.models import Message
-from chat.protocol import CLOSE_INVALID_ROOM, CLOSE_NOT_FOUND
+from chat.protocol import CLOSE_INVALID_ROOM
 from chat.services import message_post
+from realtime.closecodes import CLOSE_NOT_FOUND
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

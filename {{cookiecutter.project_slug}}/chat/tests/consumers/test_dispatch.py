@@ -15,9 +15,9 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from chat.consumers import chat
-from chat.consumers.dispatch import FastDispatchMixin
 from chat.services import message_post
-from conftest import join_chat
+from chat.tests.clients import join_chat
+from realtime.dispatch import FastDispatchMixin
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

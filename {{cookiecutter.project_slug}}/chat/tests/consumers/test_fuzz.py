@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.asgi import application
-from conftest import ORIGIN, report_figure
+from realtime.testing import ORIGIN, report_figure
 
 TIMEOUT = 5
 ROUTES = ["/ws/chat/fuzz/", "/ws/chat-sync/fuzz/", "/ws/rooms/"]
@@ -87,7 +87,7 @@ async def exercise(route: str, batch: list[dict]) -> None:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("route", ROUTES)
-@override_settings(CHAT_RATE_LIMIT_BURST=100_000)
+@override_settings(WEBSOCKET_RATE_LIMIT_BURST=100_000)
 @settings(
     max_examples=40,
     deadline=None,

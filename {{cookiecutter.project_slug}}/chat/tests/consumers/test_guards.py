@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from chat import selectors
-from chat.protocol import CLOSE_RATE_LIMITED, CLOSE_TOO_MANY_SOCKETS
-from conftest import ORIGIN, report_figure, session_cookie
+from realtime.closecodes import CLOSE_RATE_LIMITED, CLOSE_TOO_MANY_SOCKETS
+from realtime.testing import ORIGIN, report_figure, session_cookie
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -28,7 +28,9 @@ async def join(make_communicator, path="/ws/chat/lobby/", headers=None):
 
 
 @override_settings(
-    CHAT_RATE_LIMIT_BURST=5, CHAT_RATE_LIMIT_PER_SECOND=0.001, CHAT_RATE_LIMIT_STRIKES=3
+    WEBSOCKET_RATE_LIMIT_BURST=5,
+    WEBSOCKET_RATE_LIMIT_PER_SECOND=0.001,
+    WEBSOCKET_RATE_LIMIT_STRIKES=3,
 )
 async def test_a_flood_is_throttled_then_closed_while_others_keep_chatting(
     channel_layer, make_communicator
@@ -58,7 +60,7 @@ async def test_a_flood_is_throttled_then_closed_while_others_keep_chatting(
     report_figure("rate limit: burst of 5 delivered, 3 refused with error frames, closed 4429")
 
 
-@override_settings(CHAT_RATE_LIMIT_BURST=2, CHAT_RATE_LIMIT_PER_SECOND=0.001)
+@override_settings(WEBSOCKET_RATE_LIMIT_BURST=2, WEBSOCKET_RATE_LIMIT_PER_SECOND=0.001)
 async def test_the_json_consumer_is_rate_limited_too(channel_layer, make_communicator):
     client = await join(make_communicator, "/ws/rooms/")
     try:
@@ -71,7 +73,7 @@ async def test_the_json_consumer_is_rate_limited_too(channel_layer, make_communi
         await client.disconnect()
 
 
-@override_settings(CHAT_MAX_SOCKETS_PER_USER=2)
+@override_settings(WEBSOCKET_MAX_SOCKETS_PER_USER=2)
 async def test_a_user_may_hold_only_so_many_sockets(channel_layer, make_communicator, make_user):
     user = await database_sync_to_async(make_user)("ann")
     cookie = await database_sync_to_async(session_cookie)(user)

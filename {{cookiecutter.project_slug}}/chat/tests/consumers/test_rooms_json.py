@@ -94,7 +94,7 @@ async def test_typed_error_frames(channel_layer, make_communicator, frame, code)
         await client.disconnect()
 
 
-@override_settings(CHAT_RATE_LIMIT_BURST=1000)  # this test sends more than a burst
+@override_settings(WEBSOCKET_RATE_LIMIT_BURST=1000)  # this test sends more than a burst
 async def test_bad_frames_and_the_room_limit(channel_layer, make_communicator):
     client = await open_rooms(make_communicator)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat.protocol import CLOSE_INVALID_ROOM
-from conftest import join_chat
+from chat.tests.clients import join_chat
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
