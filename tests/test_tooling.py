@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.generation import COVERING_COMBINATIONS, combo_id, generate, pytest_basetemp, run, tool
+from tests.generation import COVERING_COMBINATIONS, combo_id, generate, run, tool
 
 # Each hook repository's PyPI package, which installs the same entry points.
 HOOK_PACKAGES = {
@@ -48,7 +48,6 @@ PINNED_IN_DEV_GROUP = ("ruff", "djlint")
 CI_MUST_RUN = {"lint", "typecheck", "test-services", "test-browser", "audit"}
 MAKE_CALL = re.compile(r"\bmake\s+([a-z][a-z0-9-]*)")
 TARGET = re.compile(r"^([a-z][a-z0-9-]*):(?!=)", re.MULTILINE)
-COVERAGE_FLOOR = 90.0
 
 
 def hook_config(root: Path) -> dict:
@@ -268,7 +267,7 @@ def test_ci_jobs_call_only_existing_make_targets(which, project, gitlab_project)
     assert sorted(CI_MUST_RUN - called) == []
 
 
-# mypy and coverage
+# mypy (coverage: tests/test_recipes.py)
 
 
 @pytest.mark.slow
@@ -281,21 +280,3 @@ def test_mypy_passes(combo, tmp_path, shared_python):
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert "Success: no issues found" in result.stdout
-
-
-@pytest.mark.slow
-def test_make_test_reports_coverage_at_or_above_the_floor(project):
-    # Its own --basetemp, as generated_pytest gives every other generated run.
-    basetemp = pytest_basetemp(project)
-    result = run(
-        ["make", "test", f"PYTEST_ARGS=-p no:cacheprovider -q --basetemp={basetemp}"], cwd=project
-    )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
-    total = re.search(r"Total coverage: ([\d.]+)%", result.stdout)
-    assert total, result.stdout[-3000:]
-    figure = float(total[1])
-    print(f"generated project line coverage: {figure}%")
-    assert figure >= COVERAGE_FLOOR
-    # Templates are measured too (django_coverage_plugin).
-    report = run([str(project / ".venv/bin/coverage"), "report", "--no-skip-covered"], cwd=project)
-    assert "templates/base.html" in report.stdout

@@ -1,0 +1,41 @@
+"""startapp writes this project's app template: placeholders that import nothing
+unused, and a tests/ package."""
+
+from __future__ import annotations
+
+import ast
+
+from django.core.management import call_command
+
+
+def test_startapp_writes_the_projects_app_template(tmp_path):
+    target = tmp_path / "notes"
+    target.mkdir()
+    call_command("startapp", "notes", str(target))
+    written = sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
+    assert written == [
+        "__init__.py",
+        "admin.py",
+        "apps.py",
+        "migrations/__init__.py",
+        "models.py",
+        "tests/__init__.py",
+        "views.py",
+    ]
+    apps = (target / "apps.py").read_text()
+    assert "class NotesConfig(AppConfig):" in apps
+    assert 'name = "notes"' in apps
+    for name in ("admin.py", "models.py", "views.py"):
+        tree = ast.parse((target / name).read_text())
+        assert [type(node).__name__ for node in tree.body] == ["Expr"], name  # a docstring
+        assert "notes" in ast.get_docstring(tree)
+
+
+def test_another_template_can_still_be_given(tmp_path):
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "marker.py-tpl").write_text("# {{ app_name }}\n")
+    target = tmp_path / "notes"
+    target.mkdir()
+    call_command("startapp", "notes", str(target), template=str(template))
+    assert (target / "marker.py").read_text() == "# notes\n"
