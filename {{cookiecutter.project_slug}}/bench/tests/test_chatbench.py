@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 
 import pytest
 from django.conf import settings
 
-from bench import chatbench
+from bench import chatbench, load, measure, processes, report
 
 # A short run of every mode: a few clients, half a second per measurement.
 SHORT = ["--clients", "4", "--senders", "2", "--duration", "0.5", "--rate", "200"]
@@ -24,7 +25,7 @@ def run(tmp_path, *args: str) -> tuple[dict, list[dict], str]:
     out = tmp_path / "bench.jsonl"
     assert chatbench.main([*SHORT, "--jsonl", str(out), *args]) == 0
     meta, *rows = (json.loads(line) for line in out.read_text().splitlines())
-    return meta, rows, chatbench.table(rows)
+    return meta, rows, report.table(rows)
 
 
 def rows_of(rows: list[dict], mode: str, server: str) -> list[dict]:
@@ -70,21 +71,21 @@ def assert_sane(rows: list[dict], server: str, *, groups_visible: bool) -> None:
 
 
 def test_marks_survive_any_frame_format():
-    text = chatbench.message_text(7, 42, 123456789, 64)
+    text = load.message_text(7, 42, 123456789, 64)
     assert len(text) == 64
     for frame in (
         json.dumps({"type": "message", "id": 1, "message": text}),
         json.dumps({"message": text}),
     ):
-        assert chatbench.parse_mark(frame) == (7, 42, 123456789)
-    assert chatbench.parse_mark('{"type": "history", "messages": []}') is None
+        assert load.parse_mark(frame) == (7, 42, 123456789)
+    assert load.parse_mark('{"type": "history", "messages": []}') is None
 
 
 def test_the_procfile_command_is_served_on_the_handed_over_socket():
-    args = chatbench.server_args(
+    args = processes.server_args(
         "daphne --proxy-headers -b 0.0.0.0 -p $PORT --ping-interval 20 config.asgi:application",
         7,
-        chatbench.TUTORIAL_APP,
+        processes.TUTORIAL_APP,
     )
     assert args[1:] == [
         "-m",
@@ -96,11 +97,11 @@ def test_the_procfile_command_is_served_on_the_handed_over_socket():
         "7",
         "bench.tutorial:application",
     ]
-    uvicorn = chatbench.server_args(
-        "uvicorn --host 0.0.0.0 --port=8000 config.asgi:application", 3, chatbench.PROJECT_APP
+    uvicorn = processes.server_args(
+        "uvicorn --host 0.0.0.0 --port=8000 config.asgi:application", 3, processes.PROJECT_APP
     )
     assert uvicorn[1:] == ["-m", "uvicorn", "--fd", "3", "config.asgi:application"]
-    assert chatbench.procfile_command().split()[-1] == chatbench.PROJECT_APP
+    assert processes.procfile_command().split()[-1] == processes.PROJECT_APP
 
 
 def test_ratios_are_ours_over_bare_and_missing_figures_print_na():
@@ -110,18 +111,18 @@ def test_ratios_are_ours_over_bare_and_missing_figures_print_na():
         {"mode": "saturate", "server": "project", "label": "project", "clients": 10,
          "deliveries_per_s": 400.0, "p99_ms": 4.0, "server_cpu_us_per_delivery": None},
     ]  # fmt: skip
-    chatbench.add_ratios(rows)
+    report.add_ratios(rows)
     assert rows[1]["x_bare"] == {"deliveries_per_s": 0.4, "p99_ms": 2.0}
-    text = chatbench.table(rows)
+    text = report.table(rows)
     assert "400 (0.40x)" in text
     assert "4.0 (2.00x)" in text
     assert "n/a" in text
 
 
 def test_latency_percentiles():
-    figures = chatbench.latency_figures(chatbench.array("q", [i * 10**6 for i in range(1, 101)]))
+    figures = measure.latency_figures(array("q", [i * 10**6 for i in range(1, 101)]))
     assert figures == {"p50_ms": 50.0, "p99_ms": 99.0, "max_ms": 100.0}
-    assert chatbench.latency_figures(chatbench.array("q"))["p99_ms"] is None
+    assert measure.latency_figures(array("q"))["p99_ms"] is None
 
 
 def test_a_short_run_on_the_embedded_layer(tmp_path):
