@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,36 @@ def services_tier_env(combo: dict[str, str] | None = None) -> tuple[dict[str, st
             env.pop("DATABASE_URL", None)
             unset = [name for name in unset if name != "TEST_DATABASE_URL"]
     return env, unset
+
+
+# Git, with no user or system configuration, for the tests that make repositories.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+    # No user or system git configuration (signing, hooks, default branch) applies.
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(*args: str, cwd: Path) -> str:
+    result = run(["git", *args], cwd=cwd, env=GIT_ENV)
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def template_repository(destination: Path) -> Path:
+    """This template's files (tracked, and new ones not ignored) as a fresh git repo."""
+    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=TEMPLATE_DIR)
+    for name in sorted(set(filter(None, listed.split("\0")))):
+        source = TEMPLATE_DIR / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git("init", "--quiet", "--initial-branch=main", cwd=destination)
+    git("add", "--all", cwd=destination)
+    git("commit", "--quiet", "--message=template v1", cwd=destination)
+    return destination

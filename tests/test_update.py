@@ -8,50 +8,19 @@ tree, and cruft clones it from its path.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.generation import TEMPLATE_DIR, run, tool
+from tests.generation import GIT_ENV, git, run, template_repository, tool
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Template Tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.com",
-    "GIT_COMMITTER_NAME": "Template Tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.com",
-    # No user or system git configuration (signing, hooks, default branch) applies.
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 USER_NOTE = "\n## Our team\n\nNotes the template knows nothing about.\n"
 TEMPLATE_EDITORCONFIG = "\n[*.md]\ntrim_trailing_whitespace = false\n"
 TEMPLATE_README_LINE = "Updated from the template: this line came with cruft update."
 
 
-def git(*args: str, cwd: Path) -> str:
-    result = run(["git", *args], cwd=cwd, env=GIT_ENV)
-    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
-    return result.stdout
-
-
 def cruft(*args: str, cwd: Path):
     return run([tool("cruft"), *args], cwd=cwd, env=GIT_ENV)
-
-
-def template_repository(destination: Path) -> Path:
-    """This template's files (tracked, and new ones not ignored) as a fresh git repo."""
-    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=TEMPLATE_DIR)
-    for name in sorted(set(filter(None, listed.split("\0")))):
-        source = TEMPLATE_DIR / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    git("init", "--quiet", "--initial-branch=main", cwd=destination)
-    git("add", "--all", cwd=destination)
-    git("commit", "--quiet", "--message=template v1", cwd=destination)
-    return destination
 
 
 def head(repository: Path) -> str:
