@@ -9,6 +9,7 @@ Docker would do: interpolate ``${VAR}`` from the env file, merge ``env_file`` an
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -470,3 +471,22 @@ def request(
         return Response(response.status, response.getheaders(), response.read())
     finally:
         connection.close()
+
+
+async def receive_until(
+    ws: Any, wanted: Callable[[dict[str, Any]], bool], what: str, timeout: float = 10
+) -> dict[str, Any]:
+    """The first JSON frame on a WebSocket that `wanted` accepts, within `timeout`
+    seconds and 50 frames."""
+    deadline = time.monotonic() + timeout
+    for _ in range(50):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=remaining))
+        except TimeoutError:
+            break
+        if wanted(frame):
+            return frame
+    raise AssertionError(f"no frame for {what} within {timeout:.0f} s")

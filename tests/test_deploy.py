@@ -33,7 +33,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -60,6 +59,7 @@ from tests.deploy_support import (
     nginx_main_config,
     port_open,
     read_env_file,
+    receive_until,
     replace_exactly,
     request,
     self_signed_certificate,
@@ -966,22 +966,6 @@ def connections_per_server(servers: list, room: str) -> list[int]:
     """WebSocket connections each uvicorn logged for the room (its log)."""
     marker = f'"WebSocket /ws/chat/{room}/" [accepted]'
     return [server.output().count(marker) for server in servers]
-
-
-async def receive_until(ws: ClientConnection, wanted, what: str) -> dict[str, Any]:
-    """The first frame that `wanted` accepts, within 10 s and 50 frames."""
-    deadline = time.monotonic() + 10
-    for _ in range(50):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=remaining))
-        except TimeoutError:
-            break
-        if wanted(frame):
-            return frame
-    raise AssertionError(f"no frame for {what} within 10 s")
 
 
 async def chat_across_processes(

@@ -11,6 +11,7 @@ from unittest import mock
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import ApplicationCommunicator
+from channels.worker import Worker
 from django.test import override_settings
 
 from chat import services
@@ -124,3 +125,23 @@ async def test_the_consumer_queues_a_job_for_each_new_message(channel_layer, mak
         )
     finally:
         await ann.disconnect()
+
+
+async def test_the_worker_runs_a_job_as_runworker_does_with_no_warning(channel_layer):
+    """channels.worker.Worker, as runworker runs it (warnings are errors here: the
+    UserWarning async_to_sync raised for runworker's `send` failed every job)."""
+    message = await store("lobby", "spam from the worker")
+    worker = Worker(application, [services.WORKER_CHANNEL], channel_layer)
+    listening = asyncio.ensure_future(worker.handle())
+    try:
+        await channel_layer.send(
+            services.WORKER_CHANNEL, {"type": "chat.moderate", "message_id": message.pk}
+        )
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while not await is_hidden(message):
+            assert asyncio.get_running_loop().time() < deadline, "the job did not run"
+            await asyncio.sleep(0.02)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
