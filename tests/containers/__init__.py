@@ -32,7 +32,7 @@ from tests.deploy_support import dockerfile_stages, load_yaml
 STANDINS = Path(__file__).resolve().parent / "standins"
 # Debian's CLI: BuildKit built in (DOCKER_BUILDKIT=1), no buildx plugin needed.
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker")
-DOCKER_ENV = {"DOCKER_BUILDKIT": "1", "COMPOSE_BAKE": "false", "COMPOSE_PROGRESS": "plain"}
+DOCKER_ENV = {"DOCKER_BUILDKIT": "1", "COMPOSE_PROGRESS": "plain"}
 LABEL = "org.cookiecutter-channels.standin-recipe"
 ROOTFS = "cookiecutter-channels-standin/rootfs:bookworm"
 BASE = "cookiecutter-channels-standin/base:bookworm"
