@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from pathlib import Path
 
 
 def rerun_arguments(context: dict[str, str], refused: dict[str, str]) -> str:
@@ -45,7 +44,7 @@ def main(context: dict[str, str], refused: dict[str, str]) -> int:
 if __name__ == "__main__":
     # Rendered by cookiecutter: the answers as a JSON object, and the template's folder.
     answers = json.loads(r"""{{ cookiecutter | jsonify }}""")
-    sys.path.insert(0, str(Path(answers["_repo_dir"])))
+    sys.path.insert(0, r"""{{ template_folder }}""")
     from local_extensions.answers import refusals
 
     sys.exit(main(answers, refusals(answers)))

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -568,3 +568,10 @@ class LoginRequiredTests(BrowserTestCase):
         assert error.is_displayed()
         assert "logged out" in error.text
         assert not browser.find_element(By.ID, "chat-message-submit").is_enabled()
+        # The header follows: no name shown, a way to log in again that returns here.
+        assert browser.find_elements(By.CSS_SELECTOR, ".account .whoami") == []
+        login = browser.find_element(By.CSS_SELECTOR, ".account a.button-link")
+        assert login.text == "Log in"
+        href = urlsplit(login.get_attribute("href"))
+        assert href.path == reverse("login")
+        assert parse_qs(href.query) == {"next": [reverse("chat:room", args=["members"])]}

@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: probes by address answer before the host check and the HTTPS redirect.
+    "config.health.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -172,6 +174,13 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Every line once, through the root handler: Django's own console handler on
+        # "django" (DEBUG only) would print each request runserver logs a second time.
+        "django": {"handlers": [], "propagate": True},
+        # daphne's start-up notices (HTTP/2 extras not installed, endpoints) need no action.
+        "daphne": {"level": "WARNING"},
+    },
 }
 
 # Seconds a ticket for a non-browser WebSocket client stays valid (single use).

@@ -71,3 +71,45 @@ def test_a_real_server_reports_an_unreachable_database(tmp_path):
         assert web.get("/healthz") == (200, {"status": "ok"})
         status, body = web.get("/readyz")
     assert (status, body["checks"]) == (503, {"database": "fail", "channel_layer": "ok"})
+
+
+# A load balancer probes by address, over plain HTTP: the probes answer whatever the
+# Host, and every other path keeps the host check and the HTTPS redirect.
+PRODUCTION_LIKE = {"ALLOWED_HOSTS": ["chat.example.com"], "SECURE_SSL_REDIRECT": True}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_a_request_by_address(client, path):
+    with override_settings(**PRODUCTION_LIKE):
+        response = client.get(path, headers={"host": "10.0.0.5:8000"})
+        head = client.head(path, headers={"host": "10.0.0.5"})
+    assert response.status_code == 200
+    assert head.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/chat/", "/healthz/", "/healthzx", "/accounts/login/"])
+def test_other_paths_keep_the_host_check(client, path):
+    with override_settings(**PRODUCTION_LIKE):
+        response = client.get(path, headers={"host": "10.0.0.5"})
+    assert response.status_code == 400
+
+
+def test_a_probe_by_name_over_plain_http_is_not_redirected(client):
+    with override_settings(**PRODUCTION_LIKE):
+        probe = client.get("/healthz", headers={"host": "chat.example.com"})
+        page = client.get("/chat/", headers={"host": "chat.example.com"})
+    assert probe.status_code == 200
+    assert page.status_code == 301
+
+
+def test_a_post_to_a_probe_path_goes_through_the_host_check(client):
+    with override_settings(**PRODUCTION_LIKE):
+        response = client.post("/healthz", headers={"host": "10.0.0.5"})
+    assert response.status_code == 400
+
+
+@pytest.mark.asyncio
+async def test_probes_answer_by_address_on_the_asgi_application(async_client):
+    with override_settings(**PRODUCTION_LIKE):
+        response = await async_client.get("/healthz", headers={"host": "10.0.0.5"})
+    assert response.status_code == 200
