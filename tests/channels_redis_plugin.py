@@ -6,7 +6,8 @@ in ``channels_redis.core.RedisChannelLayer``, where their
 ``from channels_redis.core import RedisChannelLayer`` finds it. The subclass changes
 only where the layer connects: channels-redis' tests use databases 0 to 9 of
 localhost:6379, which other test runs share; here database N is database
-``CONFORMANCE_DB_OFFSET`` + N of the Redis ``CONFORMANCE_REDIS`` ("host:port") names.
+``CONFORMANCE_DB_OFFSET`` + N of the Redis ``CONFORMANCE_REDIS`` ("host:port") names,
+and their Sentinel on localhost:26379 is the one ``CONFORMANCE_SENTINEL`` names.
 Stock and project class get the same change, so their results compare.
 """
 
@@ -25,14 +26,23 @@ import channels_redis.core
 
 ADDRESS = os.environ["CONFORMANCE_REDIS"]
 DB_OFFSET = int(os.environ["CONFORMANCE_DB_OFFSET"])
+SENTINEL = os.environ.get("CONFORMANCE_SENTINEL", "")
 
 
 def moved(host: Any) -> Any:
-    """The same host on ADDRESS with its database shifted by DB_OFFSET."""
+    """The same host on ADDRESS (a Sentinel entry: on SENTINEL) with its database
+    shifted by DB_OFFSET."""
     if isinstance(host, str):
         parts = urlsplit(host)
         database = int(parts.path.strip("/") or 0)
         return f"{parts.scheme}://{ADDRESS}/{database + DB_OFFSET}"
+    if isinstance(host, dict) and "sentinels" in host and SENTINEL:
+        sentinel_host, _, port = SENTINEL.rpartition(":")
+        return {
+            **host,
+            "sentinels": [(sentinel_host, int(port))],
+            "db": host.get("db", 0) + DB_OFFSET,
+        }
     raise AssertionError(f"no rule to move the host {host!r} to the test database")
 
 

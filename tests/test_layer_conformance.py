@@ -1,9 +1,10 @@
 """The generated project's Redis channel layer passes channels-redis' own tests.
 
 The suite comes from the PyPI sdist of the channels-redis version the generated
-project installs, and runs twice on the Redis of ``TEST_REDIS_URL``: on
-channels-redis' ``RedisChannelLayer`` and on the project's
-(``realtime.layers.RedisChannelLayer``), through ``tests/channels_redis_plugin.py``.
+project installs, and runs twice on the Redis of ``TEST_REDIS_URL`` (its Sentinel
+tests on a private redis-server and Sentinel): on channels-redis'
+``RedisChannelLayer`` and on the project's (``realtime.layers.RedisChannelLayer``),
+through ``tests/channels_redis_plugin.py``.
 Every test that passes on the stock class must pass on ours; a difference would be
 a documented decision in ``realtime/layers.py`` and in DOCUMENTED_DIFFERENCES here.
 The in-memory layer's conformance suite is the project's own
@@ -12,8 +13,15 @@ The in-memory layer's conformance suite is the project's own
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
+import subprocess
 import tarfile
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
@@ -25,10 +33,15 @@ from tests.generation import run
 TESTS_DIR = Path(__file__).resolve().parent
 STOCK = "channels_redis.core.RedisChannelLayer"
 OURS = "realtime.layers.RedisChannelLayer"
-# The modules that exercise the layer class. channels-redis' other modules test its
-# serializers and hashing (no layer class), the Pub/Sub layer (the project uses the
-# stock one) and Sentinel (they need a Sentinel on localhost:26379).
-SUITE = ["tests/test_core.py"]
+# The modules that exercise the layer class, and how many of their tests the stock
+# class passes at least (so that a suite that did not really run fails). Its other
+# modules test its serializers and hashing (no layer class) and the Pub/Sub layer
+# (the project uses the stock one).
+SUITES = {"tests/test_core.py": 20, "tests/test_sentinel.py": 20}
+# What channels-redis' Sentinel tests expect of their Sentinel.
+SENTINEL_MASTER = "sentinel"
+SENTINEL_PASSWORD = "channels_redis"  # noqa: S105 - the test suite's own fixed password
+READY_TIMEOUT = 30
 # channels-redis' tests use databases 0-9; here they are databases 6-15.
 DB_OFFSET = 6
 # Tests that pass on the stock class and fail on ours on purpose, with the reason
@@ -82,21 +95,83 @@ def outcomes(junit: Path) -> dict[str, str]:
     return result
 
 
-def run_suite(layer: str, suite: Path, project: Path, redis_url: str, out: Path) -> dict[str, str]:
-    address = urlsplit(redis_url)
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sentinel_knows_its_master(port: int, master_port: int) -> bool:
+    """The Sentinel answers, and names the master's address (plain RESP, no client)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(
+                f"AUTH {SENTINEL_PASSWORD}\r\n"
+                f"SENTINEL get-master-addr-by-name {SENTINEL_MASTER}\r\n".encode()
+            )
+            reply = b""
+            deadline = time.monotonic() + 1
+            while str(master_port).encode() not in reply and time.monotonic() < deadline:
+                reply += sock.recv(4096)
+            return str(master_port).encode() in reply
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def private_sentinel(where: Path) -> Iterator[str]:
+    """A private redis-server and a Sentinel watching it, as channels-redis' Sentinel
+    tests expect (master name, Sentinel password); yields the Sentinel's host:port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not on PATH: the Sentinel tests start their own")
+    master_port, sentinel_port = free_port(), free_port()
+    config = where / "sentinel.conf"
+    config.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\ndir {where}\n"
+        f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 1\n"
+        f"requirepass {SENTINEL_PASSWORD}\n"
+    )
+    master = [binary, "--port", str(master_port), "--bind", "127.0.0.1"]
+    master += ["--save", "", "--appendonly", "no", "--dir", str(where)]
+    with (where / "redis.log").open("w") as log:
+        processes = [
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            for command in (master, [binary, str(config), "--sentinel"])
+        ]
+        try:
+            deadline = time.monotonic() + READY_TIMEOUT
+            while not sentinel_knows_its_master(sentinel_port, master_port):
+                assert time.monotonic() < deadline, (where / "redis.log").read_text()
+                time.sleep(0.2)
+            yield f"127.0.0.1:{sentinel_port}"
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+
+
+def run_suite(
+    layer: str, module: str, suite: Path, project: Path, env: dict[str, str], out: Path
+) -> dict[str, str]:
     junit = out / f"{layer}.xml"
     result = run(
         [
             str(project / ".venv" / "bin" / "pytest"),
             *("-c", str(suite / "setup.cfg"), "--rootdir", str(suite)),
             *("-p", "channels_redis_plugin", "-p", "no:cacheprovider", "-p", "no:randomly"),
-            *("-q", f"--junitxml={junit}", *SUITE),
+            *("-q", f"--junitxml={junit}", module),
         ],
         cwd=suite,
         env={
+            **env,
             "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(project)]),
             "CONFORMANCE_LAYER": layer,
-            "CONFORMANCE_REDIS": f"{address.hostname}:{address.port or 6379}",
             "CONFORMANCE_DB_OFFSET": str(DB_OFFSET),
         },
         timeout=600,
@@ -105,16 +180,26 @@ def run_suite(layer: str, suite: Path, project: Path, redis_url: str, out: Path)
     return outcomes(junit)
 
 
+@pytest.mark.parametrize("module", sorted(SUITES), ids=lambda module: Path(module).stem)
 def test_our_redis_layer_passes_channels_redis_own_tests(
-    channels_redis_suite, project_root, services_env, tmp_path
+    module, channels_redis_suite, project_root, services_env, tmp_path
 ):
     if "TEST_REDIS_URL" not in services_env:
         pytest.skip("TEST_REDIS_URL is unset: channels-redis' tests need a Redis")
-    redis_url = services_env["TEST_REDIS_URL"]
-    stock = run_suite(STOCK, channels_redis_suite, project_root, redis_url, tmp_path)
-    ours = run_suite(OURS, channels_redis_suite, project_root, redis_url, tmp_path)
+    address = urlsplit(services_env["TEST_REDIS_URL"])
+    with contextlib.ExitStack() as stack:
+        env = {"CONFORMANCE_REDIS": f"{address.hostname}:{address.port or 6379}"}
+        if "sentinel" in module:
+            env["CONFORMANCE_SENTINEL"] = stack.enter_context(private_sentinel(tmp_path))
+        stock, ours = (
+            run_suite(layer, module, channels_redis_suite, project_root, env, tmp_path)
+            for layer in (STOCK, OURS)
+        )
+    for layer, result in (("stock", stock), ("ours", ours)):
+        counts = Counter(result.values())
+        print(f"{module} on {layer}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
     passed_stock = {name for name, outcome in stock.items() if outcome == "passed"}
-    assert len(passed_stock) >= 20, f"the stock class passed too few of the suite: {stock}"
+    assert len(passed_stock) >= SUITES[module], f"the stock class passed too few: {stock}"
     assert set(ours) == set(stock)
     diverging = {name for name in passed_stock if ours[name] != "passed"}
     assert diverging == set(DOCUMENTED_DIFFERENCES), {name: ours[name] for name in diverging}
