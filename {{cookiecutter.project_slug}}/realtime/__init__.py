@@ -1,6 +1,40 @@
 """The project's real-time layer: the machinery any consumer builds on, apart from the
-apps that use it.
+apps that use it. It imports Django, Channels, channels-redis and redis, and no app of
+the project; apps import it (``config/asgi.py``, ``config/routing.py``, ``chat/``).
 
-- ``realtime.channel_layers``: the ``CHANNEL_LAYERS`` setting built from ``REDIS_URL``.
-- ``realtime.layers``: the channel layer classes that setting names.
+Public (import these; each module's docstring says how to use it):
+
+- ``realtime.channel_layers``: ``channel_layers(...)``, the ``CHANNEL_LAYERS`` setting
+  built from ``REDIS_URL``; ``realtime.layers``: the channel layer classes it names.
+- ``realtime.origins.TrustedOriginValidator``: the exact WebSocket origin check.
+- ``realtime.lifetime.WebSocketLifetimeMiddleware``: sockets closed at
+  ``WEBSOCKET_MAX_AGE``.
+- ``realtime.auth``: ``WebSocketAuthMiddlewareStack`` (session and user) and
+  ``TicketAuthMiddleware(inner, redeem=...)`` (single-use tickets; the project
+  supplies ``redeem``).
+- Consumer building blocks, mixins put before the Channels base class in this order:
+  ``realtime.faults.LayerFaultsMixin`` (4503 when Redis fails),
+  ``realtime.fanout.FanoutMixin`` (a group's frames through one member per process)
+  or ``realtime.guards.GuardsMixin`` (login required, per-user and per-address
+  socket caps, the rate limit, groups always left; ``FanoutMixin`` is one),
+  ``realtime.frames.JsonFramesMixin`` (frames parsed within limits, ``ClientError``
+  as a typed error frame), ``realtime.dispatch.FastDispatchMixin`` (a cheaper
+  dispatch loop).
+- ``realtime.frames``: ``ClientError``, ``parse_json_object``, ``error_frame``,
+  ``encode``.
+- ``realtime.groups``: ``group_name(*parts)``, the one validated way to name a group,
+  and ``frame_event(type, frame)`` for ``group_send``.
+- ``realtime.closecodes``: ``register(code, name, meaning)``, the registry of close
+  codes apps add theirs to, and the layer's own ``CLOSE_*`` codes.
+- ``realtime.refuse.RefuseConsumer``: the last route, refusing unclaimed paths.
+- ``realtime.testing``: the pytest plugin (``pytest_plugins = ["realtime.testing"]``):
+  communicator and layer fixtures, and the services tier's server processes
+  (``realtime.testing.servers``).
+
+Internal: everything else in these modules (the fan-out's ``GroupFanout`` and module
+state, ``guards.socket_claim`` and the cache keys, ``ratelimit.TokenBucket``, the
+layers' helpers), which may change without notice.
+
+Not here: the chat's batched writer (``chat/writer.py``) stores the chat's messages
+with its own model; it is an example of the pattern, not a building block.
 """

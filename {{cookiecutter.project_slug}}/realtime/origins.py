@@ -2,7 +2,9 @@
 
 Channels' ``AllowedHostsOriginValidator`` compares only the host with
 ``ALLOWED_HOSTS``, so ``http://`` where the site is ``https://``, or another port,
-would pass. Here the ``Origin`` header must equal one of ``TRUSTED_ORIGINS`` (the
+would pass; its ``OriginValidator`` checks a port only where the pattern names one,
+so ``https://example.com`` lets ``https://example.com:8443`` through. Here the
+``Origin`` header must equal one of ``TRUSTED_ORIGINS`` (the
 ``DJANGO_TRUSTED_ORIGINS`` environment variable, the same list that feeds
 ``CSRF_TRUSTED_ORIGINS``). With ``WEBSOCKET_ALLOW_LOCALHOST`` (development and
 tests) any port on localhost and 127.0.0.1 is also accepted. A missing, empty or

@@ -1,7 +1,9 @@
 """A token bucket: the per-connection message rate limit of ``GuardsMixin``.
 
 A bucket holds up to ``burst`` tokens and gains ``rate`` tokens a second; each
-message takes one. A client that types fast gets its burst; a flood runs dry.
+message takes one. A client that types fast gets its burst; a flood runs dry. Not
+django-ratelimit: it limits views by request and counts in the cache, one round trip
+per request; a socket's frames are counted here, in memory, per connection.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""WebSocketLifetimeMiddleware: the real application closes a socket at its age
-limit, and the consumer leaves its room as on any other close."""
+"""WebSocketLifetimeMiddleware: a socket is closed at its age limit, and the consumer
+leaves its groups as on any other close."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from unittest import mock
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 
-from config.asgi import application
 from realtime.lifetime import CLOSE_GOING_AWAY, WebSocketLifetimeMiddleware
 from realtime.testing import ORIGIN
+from realtime.tests.app import websocket_stack
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -19,20 +18,9 @@ TIMEOUT = 3
 MAX_AGE = 0.5
 
 
-def websocket_stack():
-    """The application's WebSocket stack, and the lifetime middleware it is wrapped in."""
-    outer = application.application_mapping["websocket"]
-    assert isinstance(outer, WebSocketLifetimeMiddleware)
-    return outer
-
-
-async def test_the_application_closes_sockets_at_the_setting():
-    assert websocket_stack().max_age == settings.WEBSOCKET_MAX_AGE
-
-
-async def test_an_old_socket_is_closed_and_leaves_its_room(channel_layer):
-    short_lived = WebSocketLifetimeMiddleware(websocket_stack().app, max_age=MAX_AGE)
-    client = WebsocketCommunicator(short_lived, "/ws/chat/lobby/", headers=[ORIGIN])
+async def test_an_old_socket_is_closed_and_leaves_its_groups(channel_layer):
+    short_lived = websocket_stack(max_age=MAX_AGE)
+    client = WebsocketCommunicator(short_lived, "/ws/tests/lobby/", headers=[ORIGIN])
     added = mock.AsyncMock(side_effect=channel_layer.group_add)
     discarded = mock.AsyncMock(side_effect=channel_layer.group_discard)
     with (
@@ -41,11 +29,11 @@ async def test_an_old_socket_is_closed_and_leaves_its_room(channel_layer):
     ):
         connected, _ = await client.connect(timeout=TIMEOUT)
         assert connected
-        assert (await client.receive_json_from(timeout=TIMEOUT))["type"] == "history"
+        assert (await client.receive_json_from(timeout=TIMEOUT))["type"] == "hello"
         # Frames sent before the limit are served as usual.
-        await client.send_json_to({"message": "before the limit"})
+        await client.send_json_to({"text": "before the limit"})
         received = await client.receive_json_from(timeout=TIMEOUT)
-        assert received["message"] == "before the limit"
+        assert received["data"] == {"text": "before the limit"}
         assert added.await_args_list
         assert not discarded.await_args_list
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import override_settings
 
 from realtime.origins import normalize_origin, origin_allowed
 from realtime.testing import report_figure
+from realtime.tests.app import application
 
 TRUSTED = ["https://chat.example.com"]
 HOSTILE = [
@@ -55,19 +57,23 @@ def test_one_list_feeds_csrf_and_websockets():
     assert settings.CSRF_TRUSTED_ORIGINS is settings.TRUSTED_ORIGINS
 
 
+def make_communicator(path, headers):
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_hostile_origins_are_refused_at_the_handshake(channel_layer, make_communicator):
+async def test_hostile_origins_are_refused_at_the_handshake(channel_layer):
     refused = 0
     with override_settings(TRUSTED_ORIGINS=TRUSTED, WEBSOCKET_ALLOW_LOCALHOST=False):
         for origin in HOSTILE:
             headers = [] if origin is None else [(b"origin", origin.encode())]
-            communicator = make_communicator("/ws/chat/lobby/", headers=headers or [(b"x", b"y")])
+            communicator = make_communicator("/ws/tests/lobby/", headers=headers or [(b"x", b"y")])
             connected, _ = await communicator.connect(timeout=3)
             await communicator.disconnect()
             assert not connected, origin
             refused += 1
-        good = make_communicator("/ws/chat/lobby/", headers=[(b"origin", TRUSTED[0].encode())])
+        good = make_communicator("/ws/tests/lobby/", headers=[(b"origin", TRUSTED[0].encode())])
         connected, _ = await good.connect(timeout=3)
         await good.disconnect()
     assert connected
@@ -76,9 +82,9 @@ async def test_hostile_origins_are_refused_at_the_handshake(channel_layer, make_
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_two_origin_headers_are_refused(channel_layer, make_communicator):
+async def test_two_origin_headers_are_refused(channel_layer):
     headers = [(b"origin", b"http://localhost"), (b"origin", b"https://evil.test")]
-    communicator = make_communicator("/ws/chat/lobby/", headers=headers)
+    communicator = make_communicator("/ws/tests/lobby/", headers=headers)
     connected, _ = await communicator.connect(timeout=3)
     await communicator.disconnect()
     assert not connected
