@@ -107,14 +107,14 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
-def test_the_generation_and_deploy_tests_pass_in_a_clone_with_nothing_beside_it(clone):
+def test_the_generation_and_deploy_tests_pass_in_a_clone_with_nothing_beside_it(clone, no_uv_env):
+    """./dev test as a newcomer runs it: no uv on PATH (./dev installs it)."""
     assert sorted(path.name for path in clone.parent.iterdir()) == [clone.name]
-    env = project_env()
     result = sh(
         "./dev test tests/test_generation.py tests/test_deploy.py -m 'not slow' "
         "-p no:cacheprovider -q",
         cwd=clone,
-        env=env,
+        env=no_uv_env,
         timeout=1200,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -11,7 +11,8 @@ from .base import *  # noqa: F403 - the shared settings, changed below by name
 # Dangerous: shows tracebacks and settings to anyone who can reach the server.
 DEBUG = True
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-local-development-only")
+# An empty value (a .env copied from .env.example) falls back too.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or "django-insecure-local-development-only"
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
