@@ -77,6 +77,12 @@ def _browser_missing() -> str | None:
     return f"{', '.join(absent)} not found" if absent else None
 
 
+def _engine_missing() -> str | None:
+    from tests.containers import engine_problem  # runs `docker info`: only when asked
+
+    return engine_problem()
+
+
 def nginx_path() -> str | None:
     return shutil.which("nginx") or next(
         (path for path in ("/usr/sbin/nginx",) if Path(path).exists()), None
@@ -93,7 +99,12 @@ NGINX = Tier("nginx (the native production topology)", _nginx_missing, "apt-get 
 BROWSER_TIER = Tier(
     "browser (headless Chromium)", _browser_missing, "apt-get install chromium chromium-driver"
 )
-TIERS = [SERVICES, NGINX, BROWSER_TIER]
+CONTAINERS = Tier(
+    "containers (a real Docker Engine)",
+    _engine_missing,
+    "apt-get install docker.io and start dockerd (.ci/run does both)",
+)
+TIERS = [SERVICES, NGINX, BROWSER_TIER, CONTAINERS]
 
 
 def summary() -> list[str]:
