@@ -1,8 +1,12 @@
 """The channel layers ``realtime/channel_layers.py`` configures: Channels' and
 channels-redis' own, changed where they cost the chat correctness or speed.
 
-Each keeps the behaviour the Channels docs describe (the same messages reach the
-same channels); what changed, and why, is measured in docs/benchmark.md.
+Each keeps the behaviour of the class it replaces: ``realtime/tests/
+test_layer_conformance.py`` runs the same tests on ours and on the stock classes, and
+the template's tests run channels-redis' own suite (its ``test_core.py`` and
+``test_sentinel.py``) on our ``RedisChannelLayer``, which passes every test the stock
+class passes. Where ours differs on purpose, the class docstring says so and why;
+what the changes bought is measured in docs/benchmark.md.
 
 - ``InMemoryChannelLayer`` (no ``REDIS_URL``): the stock layer looks through every
   channel and group for expired messages on each receive and each group send, and
@@ -54,8 +58,8 @@ SWEEP_INTERVAL = 1.0
 class InMemoryChannelLayer(layers.InMemoryChannelLayer):
     """Channels' in-memory layer without the per-message sweep and tasks.
 
-    Delivers as the stock layer does (``tests/test_layer_conformance.py`` runs the same
-    tests on both): an expired message is dropped when it is received, a group send
+    Delivers as the stock layer does (``realtime/tests/test_layer_conformance.py``
+    runs the same tests on both): an expired message is dropped when it is received, a group send
     skips memberships older than ``group_expiry``, and each member gets its own copy
     of a group message. Two differences, on purpose:
 
@@ -207,6 +211,12 @@ class RedisChannelLayer(core.RedisChannelLayer):
     puts each on the queue of the channels it names; a consumer's
     ``receive`` only waits on its queue. Messages sent to a name without "!" (a
     worker's channel) are received as before.
+
+    Differences from channels-redis, on purpose: no backup copy of a message being
+    read (``read`` says why); a receive in a second event loop while a reader runs
+    in another raises ``RuntimeError``, as channels-redis does, and once that loop
+    has stopped the queues move to the new one (``own_loop``); the pool waits for a
+    free connection (``create_pool``).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
