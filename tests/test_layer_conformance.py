@@ -119,9 +119,9 @@ def sentinel_knows_its_master(port: int, master_port: int) -> bool:
 
 
 @contextlib.contextmanager
-def private_sentinel(where: Path) -> Iterator[str]:
+def private_sentinel(where: Path) -> Iterator[tuple[str, str]]:
     """A private redis-server and a Sentinel watching it, as channels-redis' Sentinel
-    tests expect (master name, Sentinel password); yields the Sentinel's host:port."""
+    tests expect (master name, Sentinel password); yields their host:port."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not on PATH: the Sentinel tests start their own")
@@ -144,7 +144,7 @@ def private_sentinel(where: Path) -> Iterator[str]:
             while not sentinel_knows_its_master(sentinel_port, master_port):
                 assert time.monotonic() < deadline, (where / "redis.log").read_text()
                 time.sleep(0.2)
-            yield f"127.0.0.1:{sentinel_port}"
+            yield f"127.0.0.1:{master_port}", f"127.0.0.1:{sentinel_port}"
         finally:
             for process in processes:
                 process.terminate()
@@ -190,7 +190,10 @@ def test_our_redis_layer_passes_channels_redis_own_tests(
     with contextlib.ExitStack() as stack:
         env = {"CONFORMANCE_REDIS": f"{address.hostname}:{address.port or 6379}"}
         if "sentinel" in module:
-            env["CONFORMANCE_SENTINEL"] = stack.enter_context(private_sentinel(tmp_path))
+            # All on the private server, so this module and test_core.py do not
+            # share databases when they run at once.
+            master, sentinel = stack.enter_context(private_sentinel(tmp_path))
+            env.update(CONFORMANCE_REDIS=master, CONFORMANCE_SENTINEL=sentinel)
         stock, ours = (
             run_suite(layer, module, channels_redis_suite, project_root, env, tmp_path)
             for layer in (STOCK, OURS)
