@@ -1,6 +1,7 @@
 """Account pages: sign-up (log-in and log-out are Django's own views), and the
 ticket endpoint for non-browser WebSocket clients."""
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
@@ -16,7 +17,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user)
-        return redirect("chat:lobby")
+        return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "registration/signup.html", {"form": form})
 
 

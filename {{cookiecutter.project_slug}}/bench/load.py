@@ -19,7 +19,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 from bench.measure import Measurement, Usage, latency_figures, settled_rss
-from bench.processes import STOP_TIMEOUT, Server, Stack
+from bench.processes import Server, Stack
+from realtime.testing.processes import STOP_TIMEOUT
 
 MODES = ("saturate", "open", "storm", "idle")
 # Bounded waits, in seconds.

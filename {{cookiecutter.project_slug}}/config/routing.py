@@ -9,20 +9,20 @@ raising inside the router.
 https://channels.readthedocs.io/en/stable/topics/routing.html
 """
 
-from django.urls import re_path
+from django.urls import URLPattern, re_path
 
 from chat import routing as chat_routing
 from realtime.refuse import RefuseConsumer
 
-websocket_urlpatterns = [
+websocket_urlpatterns: list[URLPattern] = [
     *chat_routing.websocket_urlpatterns,
     re_path(r"", RefuseConsumer.as_asgi()),
 ]
 
-http_urlpatterns = [
+http_urlpatterns: list[URLPattern] = [
     *chat_routing.http_urlpatterns,
 ]
 
-channel_routes = {
+channel_routes: dict[str, object] = {
     **chat_routing.channel_routes,
 }

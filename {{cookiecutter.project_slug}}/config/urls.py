@@ -1,4 +1,4 @@
-"""HTTP routes: the chat pages, accounts, admin, and health checks.
+"""HTTP routes: the home page, the chat pages, accounts, admin, and health checks.
 
 https://docs.djangoproject.com/en/5.2/topics/http/urls/
 """
@@ -10,7 +10,8 @@ from django.views.generic import RedirectView
 from config import health
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="chat:lobby", permanent=False)),
+    # The home page: the example chat's lobby (README: "Removing the example chat").
+    path("", RedirectView.as_view(pattern_name="chat:lobby", permanent=False), name="home"),
     path("chat/", include("chat.urls")),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),

@@ -9,11 +9,14 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# Imports that are not the project's own, in the modules startconsumer edits.
+THIRD_PARTY = frozenset({"asgiref", "channels", "django"})
 RESERVED = frozenset({"base", "faults", "refuse", "chat", "consumers", "routing", "tests"})
 
 
@@ -49,10 +52,17 @@ def check_name(name: str) -> None:
 
 CONSUMER_TEMPLATE = Template('''"""$cls: a JSON WebSocket consumer at ``/$path``.
 
-Added by ``manage.py startconsumer $name``. It accepts every connection and answers
-each JSON object with ``{"type": "echo", "data": <the object>}``; bad frames get a
-typed error frame and the socket stays open. Replace ``receive_json`` with your own
-handling, and keep it thin: call a function in ``services.py`` for anything it changes.
+Added by ``manage.py startconsumer``, on the real-time layer's building blocks
+(``realtime/``): a socket that needs a signed-in user and has none, or
+that is over a socket cap, is refused at the handshake; a client that floods is
+refused (``rate_limited`` error frames) and then closed; a frame that is not a JSON
+object within ``WEBSOCKET_FRAME_MAX_BYTES``, or a ``ClientError`` raised while handling
+one, gets a typed error frame and the socket stays open; a failing channel layer
+closes the socket with 4503.$group_doc
+
+It answers each JSON object with ``{"type": "echo", "data": <the object>}``. Replace
+``receive_json`` with your own handling, and keep it thin: call a function in
+``services.py`` for anything it changes.
 https://channels.readthedocs.io/en/stable/topics/consumers.html
 """
 
@@ -61,66 +71,149 @@ from __future__ import annotations
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
+$imports
 
-from realtime.frames import ClientError, encode, error_frame, parse_json_object
+class $cls(
+    LayerFaultsMixin, $guards, JsonFramesMixin, FastDispatchMixin, AsyncJsonWebsocketConsumer
+):
+    # True: anonymous sockets are refused at the handshake (close code 4401).
+    login_required = False
 
-
-class $cls(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
-        await self.accept()
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            content = parse_json_object(
-                text_data, bytes_data, max_frame_bytes=settings.WEBSOCKET_FRAME_MAX_BYTES
-            )
-        except ClientError as error:
-            await self.send_json(error_frame(error))
-            return
-        await self.receive_json(content)
+        if await self.refused_at_handshake():
+            return$join
+        await self.accept()$live
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        if not content:
+            raise ClientError("empty_object", "Send an object with at least one key.")
         await self.send_json({"type": "echo", "data": content})
-
-    @classmethod
-    async def encode_json(cls, content: dict[str, Any]) -> str:
-        return encode(content)
 ''')
+
+GROUP_DOC = """
+
+Every socket is a member of one group, ``${name}_group()``, through the process's
+fan-out (one group member per process, whatever the number of sockets): send a frame
+to all of them, in every process, with ``await ${name}_broadcast(frame={...})``, or
+``async_to_sync(${name}_broadcast)(frame={...})`` from a view."""
+
+GROUP_FUNCTIONS = '''
+
+def ${name}_group() -> str:
+    """The group of every socket of this consumer. Name groups only here, from checked
+    parts, e.g. group_name("$app", "user", user.pk) for one user's sockets."""
+    return group_name("$app", "$name")
+
+
+async def ${name}_broadcast(*, frame: dict[str, Any]) -> None:
+    """Send a frame to every socket of the group, in every server process."""
+    event = frame_event("$app.$name", frame)
+    await get_channel_layer().group_send(${name}_group(), event)
+'''
 
 TEST_TEMPLATE = Template('''"""$cls through WebsocketCommunicator on the real ASGI app."""
 
 from __future__ import annotations
 
 import pytest
-
+$test_imports
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 TIMEOUT = 3
 
 
-async def test_${name}_echoes_json(channel_layer, make_communicator):
+async def connected(make_communicator):
     communicator = make_communicator("/$path")
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
+    ok, code = await communicator.connect(timeout=TIMEOUT)
+    assert ok, code
+    return communicator
+
+
+async def test_echoes_json(channel_layer, make_communicator):
+    communicator = await connected(make_communicator)
     try:
         await communicator.send_json_to({"hello": "$app"})
         reply = await communicator.receive_json_from(timeout=TIMEOUT)
         assert reply == {"type": "echo", "data": {"hello": "$app"}}
-        await communicator.send_to(text_data="not json")
-        error = await communicator.receive_json_from(timeout=TIMEOUT)
-        assert error["code"] == "invalid_json"
     finally:
         await communicator.disconnect()
-''')
 
 
-def consumer_source(name: str) -> str:
-    return CONSUMER_TEMPLATE.substitute(cls=class_name(name), path=route_path(name), name=name)
+async def test_a_bad_frame_gets_an_error_frame(channel_layer, make_communicator):
+    communicator = await connected(make_communicator)
+    try:
+        await communicator.send_to(text_data="not json")
+        error = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert (error["type"], error["code"]) == ("error", "invalid_json")
+        await communicator.send_json_to({})
+        error = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert error["code"] == "empty_object"
+        # The socket stays open.
+        await communicator.send_json_to({"again": True})
+        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "echo"
+    finally:
+        await communicator.disconnect()
+$group_test''')
+
+GROUP_TEST = """
+
+async def test_a_broadcast_reaches_every_socket(channel_layer, make_communicator):
+    first = await connected(make_communicator)
+    second = await connected(make_communicator)
+    try:
+        await ${name}_broadcast(frame={"type": "notice", "text": "hi"})
+        for communicator in (first, second):
+            frame = await communicator.receive_json_from(timeout=TIMEOUT)
+            assert frame == {"type": "notice", "text": "hi"}
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+"""
 
 
-def test_source(name: str, app: str) -> str:
-    return TEST_TEMPLATE.substitute(cls=class_name(name), path=route_path(name), name=name, app=app)
+def consumer_source(name: str, app: str, *, group: bool = False) -> str:
+    imports = ["from realtime.dispatch import FastDispatchMixin"]
+    if group:
+        imports.append("from realtime.fanout import FanoutMixin")
+    imports.append("from realtime.faults import LayerFaultsMixin")
+    imports.append("from realtime.frames import ClientError, JsonFramesMixin")
+    if group:
+        imports.append("from realtime.groups import frame_event, group_name")
+    else:
+        imports.append("from realtime.guards import GuardsMixin")
+    head = "\n".join(imports) + "\n"
+    if group:
+        head = "from channels.layers import get_channel_layer\n\n" + head
+        head += Template(GROUP_FUNCTIONS).substitute(name=name, app=app)
+    else:
+        head = "\n" + head
+    return CONSUMER_TEMPLATE.substitute(
+        cls=class_name(name),
+        path=route_path(name),
+        name=name,
+        app=app,
+        imports=head,
+        guards="FanoutMixin" if group else "GuardsMixin",
+        group_doc=Template(GROUP_DOC).substitute(name=name) if group else "",
+        join=(
+            "\n        # The group's frames wait in the fan-out until fanout_live().\n"
+            f"        await self.join_fanout({name}_group())"
+        )
+        if group
+        else "",
+        live="\n        await self.fanout_live()" if group else "",
+    )
+
+
+def consumer_test_source(name: str, app: str, *, group: bool = False) -> str:
+    return TEST_TEMPLATE.substitute(
+        cls=class_name(name),
+        path=route_path(name),
+        name=name,
+        app=app,
+        test_imports=(f"\nfrom {app}.consumers.{name} import {name}_broadcast\n" if group else ""),
+        group_test=Template(GROUP_TEST).substitute(name=name) if group else "",
+    )
 
 
 ROUTING_TEMPLATE = Template('''"""WebSocket routes of the $app app, gathered by config/routing.py.
@@ -147,7 +240,11 @@ def insert_import(source: str, line: str) -> str:
     if not imports:
         raise ScaffoldError("the routing module has no imports to place the consumer's after")
     lines = source.splitlines(keepends=True)
-    first_party = [node for node in imports if (node.module or "").split(".")[0] != "django"]
+    first_party = [
+        node
+        for node in imports
+        if (node.module or "").split(".")[0] not in THIRD_PARTY | sys.stdlib_module_names
+    ]
     anchor = None
     for node in first_party:
         if (node.module or "") > module:
@@ -167,9 +264,16 @@ def append_to_list(source: str, variable: str, entry: str) -> str:
     """Add an entry as the last element of the module-level list ``variable``."""
     tree = ast.parse(source)
     for node in tree.body:
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
         if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == variable for t in node.targets)
+            any(isinstance(t, ast.Name) and t.id == variable for t in targets)
+            and isinstance(node, ast.Assign | ast.AnnAssign)
             and isinstance(node.value, ast.List)
         ):
             lines = source.splitlines(keepends=True)
@@ -181,7 +285,7 @@ def append_to_list(source: str, variable: str, entry: str) -> str:
     raise ScaffoldError(f"no list named {variable} found")
 
 
-def plan_consumer(root: Path, app: str, name: str) -> Plan:
+def plan_consumer(root: Path, app: str, name: str, *, group: bool = False) -> Plan:
     """Everything startconsumer would write, or ScaffoldError if it must not."""
     check_name(name)
     app_dir = root / app
@@ -212,7 +316,7 @@ def plan_consumer(root: Path, app: str, name: str) -> Plan:
 
     if not (app_dir / "consumers" / "__init__.py").exists():
         plan.created[app_dir / "consumers" / "__init__.py"] = f'"""Consumers of the {app} app."""\n'
-    plan.created[module] = consumer_source(name)
+    plan.created[module] = consumer_source(name, app, group=group)
     tests = app_dir / "tests"
     for package in (tests, tests / "consumers"):
         if not (package / "__init__.py").exists():
@@ -220,7 +324,7 @@ def plan_consumer(root: Path, app: str, name: str) -> Plan:
     test_module = tests / "consumers" / f"test_{name}.py"
     if test_module.exists():
         raise ScaffoldError(f"{test_module.relative_to(root)} already exists.")
-    plan.created[test_module] = test_source(name, app)
+    plan.created[test_module] = consumer_test_source(name, app, group=group)
 
     routing_source = insert_import(routing_source, f"from {app}.consumers.{name} import {cls}")
     routing_source = append_to_list(

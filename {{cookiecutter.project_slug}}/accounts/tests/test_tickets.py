@@ -1,5 +1,6 @@
 """WebSocket tickets for non-browser clients: issued over an authenticated session,
-redeemed once, within their lifetime, through TicketAuthMiddleware."""
+redeemed once, within their lifetime, through the real-time layer's
+TicketAuthMiddleware with this app's ticket_redeem (as config/asgi.py wires it)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,21 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import WebSocketTicket
 from accounts.services import ticket_digest, ticket_issue, ticket_redeem
+from realtime.auth import TicketAuthMiddleware, WebSocketAuthMiddlewareStack
 from realtime.closecodes import CLOSE_BAD_TICKET
 from realtime.testing import ORIGIN
+from realtime.tests.app import routes
+
+# The WebSocket stack of config/asgi.py, redeeming with this app's ticket_redeem, in
+# front of the real-time layer's test consumer (which says hello with the user's name).
+APPLICATION = WebSocketAuthMiddlewareStack(TicketAuthMiddleware(routes, redeem=ticket_redeem))
 
 TIMEOUT = 3
 
@@ -23,7 +31,7 @@ TIMEOUT = 3
 def test_the_endpoint_issues_a_ticket_to_a_signed_in_session(make_user):
     client = Client(enforce_csrf_checks=True)
     client.force_login(make_user("ann"))
-    client.get(reverse("chat:lobby"))  # sets the CSRF cookie, as a browser page load does
+    client.get(reverse("login"))  # sets the CSRF cookie, as a browser page load does
     token = client.cookies["csrftoken"].value
     response = client.post(reverse("websocket-ticket"), HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 201
@@ -65,8 +73,10 @@ def test_redeem_rules(make_user):
     assert ticket_redeem(ticket=inactive) is None
 
 
-async def open_socket(make_communicator, *, query="", headers=()):
-    communicator = make_communicator(f"/ws/chat/lobby/{query}", headers=[ORIGIN, *headers])
+async def open_socket(*, query="", headers=()):
+    communicator = WebsocketCommunicator(
+        APPLICATION, f"/ws/tests/tickets/{query}", headers=[ORIGIN, *headers]
+    )
     connected, code = await communicator.connect(timeout=TIMEOUT)
     return communicator, connected, code
 
@@ -74,21 +84,18 @@ async def open_socket(make_communicator, *, query="", headers=()):
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("presentation", ["query", "header"])
-async def test_a_valid_ticket_signs_the_socket_in(
-    channel_layer, make_communicator, make_user, presentation
-):
+async def test_a_valid_ticket_signs_the_socket_in(channel_layer, make_user, presentation):
     user = await database_sync_to_async(make_user)("ann")
     ticket, _ = await database_sync_to_async(ticket_issue)(user=user)
     if presentation == "query":
-        communicator, connected, _ = await open_socket(make_communicator, query=f"?ticket={ticket}")
+        communicator, connected, _ = await open_socket(query=f"?ticket={ticket}")
     else:
         header = (b"authorization", f"Ticket {ticket}".encode())
-        communicator, connected, _ = await open_socket(make_communicator, headers=[header])
+        communicator, connected, _ = await open_socket(headers=[header])
     try:
         assert connected
-        await communicator.receive_json_from(timeout=TIMEOUT)
-        await communicator.send_json_to({"message": "from a script"})
-        assert (await communicator.receive_json_from(timeout=TIMEOUT))["username"] == "ann"
+        hello = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert hello == {"type": "hello", "user": "ann"}
     finally:
         await communicator.disconnect()
 
@@ -96,9 +103,7 @@ async def test_a_valid_ticket_signs_the_socket_in(
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("kind", ["expired", "reused", "forged"])
-async def test_a_bad_ticket_is_refused_at_the_handshake(
-    channel_layer, make_communicator, make_user, kind
-):
+async def test_a_bad_ticket_is_refused_at_the_handshake(channel_layer, make_user, kind):
     user = await database_sync_to_async(make_user)("ann")
     ticket, _ = await database_sync_to_async(ticket_issue)(user=user)
     if kind == "expired":
@@ -106,12 +111,12 @@ async def test_a_bad_ticket_is_refused_at_the_handshake(
             expires=timezone.now() - timedelta(seconds=1)
         )
     elif kind == "reused":
-        first, connected, _ = await open_socket(make_communicator, query=f"?ticket={ticket}")
+        first, connected, _ = await open_socket(query=f"?ticket={ticket}")
         assert connected
         await first.disconnect()
     else:
         ticket = ticket[:-4] + "AAAA"
-    communicator, connected, code = await open_socket(make_communicator, query=f"?ticket={ticket}")
+    communicator, connected, code = await open_socket(query=f"?ticket={ticket}")
     assert not connected
     assert code == CLOSE_BAD_TICKET
     await communicator.disconnect()

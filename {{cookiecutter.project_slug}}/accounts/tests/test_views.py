@@ -16,7 +16,8 @@ def test_signup_creates_the_user_and_logs_them_in(client):
     )
     assert response.status_code == 302
     assert get_user_model().objects.filter(username="ann").exists()
-    assert "ann" in client.get(reverse("chat:lobby")).content.decode()
+    assert response["Location"] == reverse("home")
+    assert "ann" in client.get(reverse("login")).content.decode()  # the header
 
 
 def test_signup_shows_errors_and_creates_nothing(client):
@@ -40,9 +41,8 @@ def test_login_and_logout_pages(client, make_user):
 
 def test_the_header_and_the_login_page_link_the_sign_up_page(client):
     signup = reverse("signup")
-    lobby = client.get(reverse("chat:lobby")).content.decode()
     login_page = client.get(reverse("login")).content.decode()
-    assert f'<a class="signup-link" href="{signup}">Sign up</a>' in lobby
+    assert f'<a class="signup-link" href="{signup}">Sign up</a>' in login_page
     assert f'No account yet? <a href="{signup}">Sign up</a>.' in login_page
     # Not on the sign-up page itself, and not for a signed-in user.
     assert 'class="signup-link"' not in client.get(signup).content.decode()
@@ -50,4 +50,4 @@ def test_the_header_and_the_login_page_link_the_sign_up_page(client):
 
 def test_a_signed_in_user_sees_no_sign_up_link(client, make_user):
     client.force_login(make_user("ann"))
-    assert 'class="signup-link"' not in client.get(reverse("chat:lobby")).content.decode()
+    assert 'class="signup-link"' not in client.get(reverse("login")).content.decode()

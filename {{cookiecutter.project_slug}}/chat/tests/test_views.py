@@ -45,3 +45,14 @@ def test_login_required_room_page_sends_anonymous_visitors_to_log_in(client):
     response = client.get(reverse("chat:room", args=["lobby"]))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize(("name", "args"), [("chat:lobby", []), ("chat:room", ["lobby"])])
+def test_the_pages_carry_the_policy_and_no_inline_script_or_style(client, name, args, settings):
+    response = client.get(reverse(name, args=args))
+    assert response["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
+    html = response.content.decode()
+    assert "<script>" not in html
+    assert "<script " not in html.replace('<script type="module" src=', "")
+    assert " style=" not in html
+    assert " on" + "click=" not in html

@@ -153,8 +153,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "chat:lobby"
-LOGOUT_REDIRECT_URL = "chat:lobby"
+# The site's home page (config/urls.py): today the chat's lobby.
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "{{ cookiecutter.timezone }}"
@@ -204,7 +205,8 @@ WEBSOCKET_MAX_SOCKETS_PER_USER = env_int("WEBSOCKET_MAX_SOCKETS_PER_USER", defau
 # one (uvicorn --proxy-headers, as the Procfile runs it).
 WEBSOCKET_MAX_SOCKETS_PER_ADDRESS = env_int("WEBSOCKET_MAX_SOCKETS_PER_ADDRESS", default=0)
 
-# The chat app's own settings.
+# The example chat's own settings, to the end of the file (README: "Removing the
+# example chat" deletes them).
 # Refuse anonymous WebSockets and send anonymous visitors to log in.
 CHAT_REQUIRE_LOGIN = env_bool("CHAT_REQUIRE_LOGIN", default=False)
 # Longest message text, in characters; longer ones get an error frame.

@@ -57,6 +57,6 @@ CHANNEL_LAYERS = channel_layers(
     sentinel_password=env_str("REDIS_SENTINEL_PASSWORD"),
 )
 
-# The Pub/Sub layer does not prefix named channels: name this run's worker channel
-# after the run, so runs sharing one Redis never take each other's jobs.
+# The example chat's worker channel: the Pub/Sub layer does not prefix named channels,
+# so it is named after the run, and runs sharing one Redis never take each other's jobs.
 CHAT_WORKER_CHANNEL = f"chat-worker-{TEST_RUN_ID}"

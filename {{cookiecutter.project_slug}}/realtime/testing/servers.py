@@ -53,11 +53,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from bench.chatbench import PROJECT_APP, procfile_command, server_args
-from bench.chatbench import Process as BaseProcess
+from realtime.testing.processes import PROJECT_APP, procfile_command, server_args
+from realtime.testing.processes import Process as BaseProcess
 
 LOOPBACK = "127.0.0.1"
-# Bounded waits, in seconds (stopping: chatbench's STOP_TIMEOUT). Start-up allows for
+# Bounded waits, in seconds (stopping: processes.STOP_TIMEOUT). Start-up allows for
 # importing Django on a busy 2-core box.
 START_TIMEOUT = 60.0
 HTTP_TIMEOUT = 5.0
@@ -243,8 +243,8 @@ def manage(
 
 
 class Process(BaseProcess):
-    """chatbench's child process (started, stopped, its log), plus: waiting until it
-    is ready, and its exit code."""
+    """A child process (``processes.Process``: started, stopped, its log), plus:
+    waiting until it is ready, and its exit code."""
 
     def start(self) -> None:
         assert self.popen is None or self.popen.poll() is not None, f"{self.name} is running"

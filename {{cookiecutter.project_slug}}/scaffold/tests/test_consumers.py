@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,42 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from scaffold.consumers import ScaffoldError, class_name, plan_consumer, route_path
+from scaffold.consumers import (
+    ScaffoldError,
+    class_name,
+    insert_before_catch_all,
+    insert_import,
+    plan_consumer,
+    route_path,
+)
+
+NOTES_ROUTING = '''"""WebSocket routes of the notes app."""
+
+from django.urls import re_path
+
+from notes.consumers.feed import FeedConsumer
+
+websocket_urlpatterns = [
+    re_path(r"^ws/feed/$", FeedConsumer.as_asgi()),
+]
+'''
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """The parts of the project startconsumer reads and writes."""
+    """The parts of the project startconsumer reads and writes: config/routing.py, and
+    an app ``notes`` with a consumer and routes of its own, gathered there."""
     root = tmp_path / "project"
-    shutil.copytree(
-        settings.BASE_DIR / "chat", root / "chat", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (root / "config").mkdir()
-    shutil.copy(settings.BASE_DIR / "config" / "routing.py", root / "config" / "routing.py")
+    (root / "config").mkdir(parents=True)
+    routing = (settings.BASE_DIR / "config" / "routing.py").read_text()
+    routing = insert_import(routing, "from notes import routing as notes_routing")
+    routing = insert_before_catch_all(routing, "*notes_routing.websocket_urlpatterns")
+    (root / "config" / "routing.py").write_text(routing)
+    notes = root / "notes"
+    (notes / "consumers").mkdir(parents=True)
+    for path in ("__init__.py", "apps.py", "consumers/__init__.py", "consumers/feed.py"):
+        (notes / path).write_text("")
+    (notes / "routing.py").write_text(NOTES_ROUTING)
     return root
 
 
@@ -38,25 +61,46 @@ def test_names():
 
 
 def test_the_command_adds_module_route_and_test(project, capsys):
+    config_before = (project / "config" / "routing.py").read_text()
     with override_settings(BASE_DIR=project):
-        call_command("startconsumer", "live_scores")
+        call_command("startconsumer", "live_scores", "--app", "notes")
     out = capsys.readouterr().out
-    module = project / "chat" / "consumers" / "live_scores.py"
-    test = project / "chat" / "tests" / "consumers" / "test_live_scores.py"
+    module = project / "notes" / "consumers" / "live_scores.py"
+    test = project / "notes" / "tests" / "consumers" / "test_live_scores.py"
     assert module.exists()
     assert test.exists()
-    routing = (project / "chat" / "routing.py").read_text()
-    assert "from chat.consumers.live_scores import LiveScoresConsumer\n" in routing
+    routing = (project / "notes" / "routing.py").read_text()
+    assert "from notes.consumers.live_scores import LiveScoresConsumer\n" in routing
     assert 're_path(r"^ws/live-scores/$", LiveScoresConsumer.as_asgi()),' in routing
-    for path in (module, test, project / "chat" / "routing.py"):
+    for path in (module, test, project / "notes" / "routing.py"):
         ast.parse(path.read_text())
-    assert "created  chat/consumers/live_scores.py" in out
-    assert "changed  chat/routing.py" in out
+    source = module.read_text()
+    # The real-time layer's building blocks, and no group without --group.
+    assert "LayerFaultsMixin, GuardsMixin, JsonFramesMixin, FastDispatchMixin" in source
+    assert "await self.refused_at_handshake()" in source
+    assert "group" not in source.lower().replace("groups.", "")
+    assert "created  notes/consumers/live_scores.py" in out
+    assert "changed  notes/routing.py" in out
     assert "Next:" in out
-    # config/routing.py already gathers the chat app's routes: left alone.
-    assert (project / "config" / "routing.py").read_text() == (
-        settings.BASE_DIR / "config" / "routing.py"
-    ).read_text()
+    # config/routing.py already gathers the notes app's routes: left alone.
+    assert (project / "config" / "routing.py").read_text() == config_before
+
+
+def test_group_gives_the_consumer_a_named_group_and_a_broadcast(project):
+    with override_settings(BASE_DIR=project):
+        call_command("startconsumer", "alerts", "--app", "notes", "--group")
+    source = (project / "notes" / "consumers" / "alerts.py").read_text()
+    tree = ast.parse(source)
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert "alerts_group" in functions
+    assert 'return group_name("notes", "alerts")' in source
+    assert "LayerFaultsMixin, FanoutMixin, JsonFramesMixin, FastDispatchMixin" in source
+    assert "await self.join_fanout(alerts_group())" in source
+    assert "await self.fanout_live()" in source
+    test = (project / "notes" / "tests" / "consumers" / "test_alerts.py").read_text()
+    assert "from notes.consumers.alerts import alerts_broadcast" in test
+    assert "async def test_a_broadcast_reaches_every_socket(" in test
+    ast.parse(test)
 
 
 def test_a_new_app_gets_a_routing_module_and_is_gathered(project):
@@ -65,9 +109,9 @@ def test_a_new_app_gets_a_routing_module_and_is_gathered(project):
     (app / "__init__.py").write_text("")
     (app / "apps.py").write_text("")
     with override_settings(BASE_DIR=project):
-        call_command("startconsumer", "feed", "--app", "scores")
+        call_command("startconsumer", "board", "--app", "scores")
     routing = (app / "routing.py").read_text()
-    assert "from scores.consumers.feed import FeedConsumer" in routing
+    assert "from scores.consumers.board import BoardConsumer" in routing
     config = (project / "config" / "routing.py").read_text()
     assert "from scores import routing as scores_routing" in config
     lines = config.splitlines()
@@ -80,12 +124,13 @@ def test_a_new_app_gets_a_routing_module_and_is_gathered(project):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["Bad-Name"], "is not a valid consumer name"),
-        (["1feed"], "is not a valid consumer name"),
-        (["x" * 41], "is not a valid consumer name"),
-        (["class"], "is reserved"),
-        (["chat"], "is reserved"),
-        (["feed", "--app", "nowhere"], "No app 'nowhere'"),
+        (["Bad-Name", "--app", "notes"], "is not a valid consumer name"),
+        (["1feed", "--app", "notes"], "is not a valid consumer name"),
+        (["x" * 41, "--app", "notes"], "is not a valid consumer name"),
+        (["class", "--app", "notes"], "is reserved"),
+        (["chat", "--app", "notes"], "is reserved"),
+        (["board", "--app", "nowhere"], "No app 'nowhere'"),
+        (["board"], "the following arguments are required: --app"),
     ],
 )
 def test_bad_names_are_refused_and_nothing_changes(project, args, message):
@@ -96,11 +141,9 @@ def test_bad_names_are_refused_and_nothing_changes(project, args, message):
 
 
 def test_a_taken_name_is_refused_and_nothing_changes(project):
-    with override_settings(BASE_DIR=project):
-        call_command("startconsumer", "feed")
     before = snapshot(project)
     with override_settings(BASE_DIR=project), pytest.raises(CommandError, match="already exists"):
-        call_command("startconsumer", "feed")
+        call_command("startconsumer", "feed", "--app", "notes")
     assert snapshot(project) == before
 
 

@@ -28,7 +28,7 @@ def test_startapp_writes_the_projects_app_template(tmp_path):
     for name in ("admin.py", "models.py", "views.py"):
         tree = ast.parse((target / name).read_text())
         assert [type(node).__name__ for node in tree.body] == ["Expr"], name  # a docstring
-        assert "notes" in ast.get_docstring(tree)
+        assert "notes" in (ast.get_docstring(tree) or "")
 
 
 def test_another_template_can_still_be_given(tmp_path):

@@ -18,6 +18,8 @@ APP_TEMPLATE = Path(__file__).resolve().parents[2] / "app_template"
 
 
 class Command(startapp.Command):
-    def handle(self, **options: Any) -> None:
+    # Django's startapp.Command.handle takes **options only; the stubs give it
+    # TemplateCommand's positional signature.
+    def handle(self, **options: Any) -> None:  # type: ignore[override]
         options["template"] = options.get("template") or str(APP_TEMPLATE)
         super().handle(**options)

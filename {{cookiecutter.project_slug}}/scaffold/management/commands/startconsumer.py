@@ -1,5 +1,8 @@
-"""``manage.py startconsumer <name> [--app <app>]``: add a consumer module, its route
-in the app's ``websocket_urlpatterns``, and a passing test, in the project's style."""
+"""``manage.py startconsumer <name> --app <app> [--group]``: add a consumer module on
+the real-time layer's building blocks, its route in the app's
+``websocket_urlpatterns`` (and the app's routes in ``config/routing.py``), and a
+passing test, in the project's style. ``--group`` puts every socket in one group
+through the fan-out, with the function that names it and one that broadcasts to it."""
 
 from __future__ import annotations
 
@@ -16,12 +19,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="module name of the consumer, e.g. notifications")
-        parser.add_argument("--app", default="chat", help="the app to add it to (default: chat)")
+        parser.add_argument("--app", required=True, help="the app to add it to, e.g. notes")
+        parser.add_argument(
+            "--group",
+            action="store_true",
+            help="every socket joins one group; write its name and broadcast functions",
+        )
 
-    def handle(self, *args: Any, name: str, app: str, **options: Any) -> None:
+    def handle(self, *args: Any, name: str, app: str, group: bool, **options: Any) -> None:
         root = settings.BASE_DIR
         try:
-            plan = plan_consumer(root, app, name)
+            plan = plan_consumer(root, app, name, group=group)
         except ScaffoldError as error:
             raise CommandError(str(error)) from None
         apply(plan)
