@@ -13,9 +13,11 @@
   real nginx with the shipped site; WebSocket clients chat across both processes, the
   worker does its job, static files and health checks are served through nginx.
 
-What these checks cannot catch, since no image is built or run: base image tags that
-do not exist, packages that fail to install inside the image, file permissions and
-read-only filesystems inside containers, Docker's DNS and networks, and volumes.
+What these checks cannot catch, since no image is built or run here: packages that
+fail to install inside the image, file permissions and read-only filesystems inside
+containers, Docker's DNS and networks, and volumes. tests/test_containers.py builds
+the images and runs both stacks on a real engine for those (on stand-in base images:
+whether the official tags exist is checked by neither).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ IMAGE_NEEDS = (
     "chat/static/chat/css/chat.css",
     "templates/base.html",
     "deploy/docker/healthcheck.py",
+    "deploy/docker/workercheck.py",
     "deploy/nginx/compose.conf",
     "deploy/nginx/proxy.conf",
 )

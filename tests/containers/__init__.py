@@ -206,6 +206,9 @@ class Standins:
                 files = uv_binaries(image.rsplit(":", 1)[1], self.workdir)
                 parent = ""
             self.build(image, STANDINS / RECIPES[kind], parent, files)
+        if self.built:
+            # The stand-ins these replaced, now untagged.
+            docker("image", "prune", "--force", "--filter", f"label={LABEL}", timeout=300)
         self.seconds = time.monotonic() - started
 
 
