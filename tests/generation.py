@@ -114,6 +114,17 @@ def pytest_basetemp(root: Path) -> Path:
     return root.parent / "pytest-basetemp"
 
 
+def make_checks(root: Path) -> float:
+    """``make lint typecheck test`` in a generated project (``test`` enforces the coverage
+    floor); fails quoting the output; the total line coverage it reports."""
+    pytest_args = f"PYTEST_ARGS=-p no:cacheprovider -q --basetemp={pytest_basetemp(root)}"
+    checks = run(["make", "lint", "typecheck", "test", pytest_args], cwd=root, timeout=1200)
+    assert checks.returncode == 0, (checks.stdout + checks.stderr)[-6000:]
+    total = re.search(r"Total coverage: ([\d.]+)%", checks.stdout)
+    assert total, checks.stdout[-3000:]
+    return float(total[1])
+
+
 # Variables that choose a generated project's services; a test passes them explicitly
 # (services_tier_env), so none leaks in from the developer's shell.
 SERVICE_VARIABLES = (
