@@ -410,6 +410,15 @@ def redis_backend(request) -> str:
     return REDIS[request.param]
 
 
+@pytest.mark.asyncio
+async def test_redis_a_receive_on_another_process_channel_is_refused(redis_backend):
+    layer = CLASSES[redis_backend](hosts=["redis://127.0.0.1:1/0"])  # never connects
+    with pytest.raises(AssertionError):
+        await layer.receive("another-process!local")
+    with pytest.raises(TypeError):
+        await layer.receive("¯\\_(ツ)_/¯!local")
+
+
 @pytest.mark.services("REDIS_URL")
 def test_redis_several_async_to_sync_calls_then_flush_and_close(redis_backend):
     layer = redis_layer(redis_backend, "sync")
@@ -425,6 +434,8 @@ def test_redis_several_async_to_sync_calls_then_flush_and_close(redis_backend):
         assert async_to_sync(receive)(layer, channel) == {"type": "test.first"}
         assert async_to_sync(receive)(layer, channel) == {"type": "test.second"}
         assert async_to_sync(nothing_arrives)(layer, channel)
+        async_to_sync(layer.send)("worker-channel", {"type": "test.worker"})
+        assert async_to_sync(receive)(layer, "worker-channel") == {"type": "test.worker"}
         async_to_sync(layer.close_pools)()  # after the loops that received closed
     finally:
         async_to_sync(layer.flush)()
