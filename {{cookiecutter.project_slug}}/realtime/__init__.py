@@ -21,7 +21,8 @@ Public (import these; each module's docstring says how to use it):
   as a typed error frame), ``realtime.dispatch.FastDispatchMixin`` (a cheaper
   dispatch loop).
 - ``realtime.frames``: ``ClientError``, ``parse_json_object``, ``error_frame``,
-  ``encode``.
+  ``encode``; ``realtime.ratelimit.TokenBucket``, the rate limit by itself (for a
+  sync consumer, which the async mixins do not serve).
 - ``realtime.groups``: ``group_name(*parts)``, the one validated way to name a group,
   and ``frame_event(type, frame)`` for ``group_send``.
 - ``realtime.closecodes``: ``register(code, name, meaning)``, the registry of close
@@ -32,8 +33,8 @@ Public (import these; each module's docstring says how to use it):
   (``realtime.testing.servers``).
 
 Internal: everything else in these modules (the fan-out's ``GroupFanout`` and module
-state, ``guards.socket_claim`` and the cache keys, ``ratelimit.TokenBucket``, the
-layers' helpers), which may change without notice.
+state, ``guards.socket_claim`` and the cache keys, the layers' helpers), which may
+change without notice.
 
 Not here: the chat's batched writer (``chat/writer.py``) stores the chat's messages
 with its own model; it is an example of the pattern, not a building block.
