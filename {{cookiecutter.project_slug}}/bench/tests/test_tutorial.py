@@ -8,7 +8,7 @@ from channels.testing import WebsocketCommunicator
 
 from bench.tutorial import application
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 TIMEOUT = 3
 ORIGIN = (b"origin", b"http://localhost")
