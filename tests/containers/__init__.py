@@ -194,8 +194,10 @@ class Standins:
         return recipe
 
     def ensure(self, images: dict[str, str]) -> None:
-        """Every image in `images` (kind: name) present, as its recipe says."""
+        """Every image in `images` (kind: name) present, as its recipe says; `built`
+        and `seconds` say what this call built and how long it took."""
         started = time.monotonic()
+        self.built = []
         base = self.build(
             BASE, STANDINS / "base", self.ensure_rootfs(), {"ca-certificates.crt": HOST_CA_BUNDLE}
         )
