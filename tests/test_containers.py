@@ -91,6 +91,13 @@ PRODUCTION_UP = (
 DOWN = "docker compose down -v"
 WAIT_BOUND = ("--wait-timeout", str(UP_SECONDS))
 FIGURES: list[str] = []
+WRITTEN: list[str] = []
+
+
+def flush_figures() -> None:
+    """Write the figures gathered since the last call."""
+    write_figures(FIGURES[len(WRITTEN) :])
+    WRITTEN[:] = FIGURES
 
 
 # ---------------------------------------------------------------------------------
@@ -248,7 +255,7 @@ def test_development_stack_comes_up_and_chats(standins, tmp_path, database):
         raise
     finally:
         assert_nothing_left(stack)
-    write_figures(FIGURES[-1:])
+    flush_figures()
 
 
 # ---------------------------------------------------------------------------------
@@ -317,6 +324,7 @@ def production(standins, tmp_path_factory) -> Iterator[Production]:
         raise
     finally:
         stack.down()
+        flush_figures()
 
 
 def test_production_stack_is_healthy_and_hardened(production):
@@ -490,7 +498,7 @@ def test_production_chat_in_chromium(production, tmp_path):
 
 def test_production_down_leaves_nothing(production):
     assert_nothing_left(production.stack)
-    write_figures(FIGURES)
+    flush_figures()
 
 
 @pytest.mark.parametrize("use_docker", ["y", "n"])
