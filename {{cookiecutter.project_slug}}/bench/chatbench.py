@@ -49,22 +49,14 @@ from typing import Any
 from bench.load import MODES, Bench
 from bench.measure import machine
 from bench.processes import (
-    PROJECT_APP,
-    Process,
     Server,
     Stack,
     procfile_command,
     raise_file_limit,
-    server_args,
     start_stack,
     wait_ready,
 )
 from bench.report import add_ratios, plot, table
-
-# realtime/testing/servers.py imports PROJECT_APP, Process, procfile_command and
-# server_args from here.
-__all__ = ["PROJECT_APP", "Process", "main", "procfile_command", "server_args"]
-
 
 # Idle first, on servers that have not yet held many sockets: memory a server freed
 # after other modes would otherwise be reused and hide the cost of new connections.
