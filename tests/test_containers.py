@@ -534,10 +534,11 @@ def test_stand_in_images_are_named_from_the_project_files(tmp_path):
         assert f"image: {images[kind]}\n" in compose
 
 
-def test_worker_health_check_needs_its_channel_layer(shared_python, tmp_path):
-    """deploy/docker/workercheck.py, run natively: healthy with a reachable Redis,
-    unhealthy with none listening and with the in-memory layer."""
-    root = generate(tmp_path)
+@pytest.mark.parametrize("channel_layer", ["redis", "redis_pubsub"])
+def test_worker_health_check_needs_its_channel_layer(shared_python, tmp_path, channel_layer):
+    """deploy/docker/workercheck.py, run natively on each Redis layer: healthy with a
+    reachable Redis, unhealthy with none listening and with the in-memory layer."""
+    root = generate(tmp_path, channel_layer=channel_layer)
     env = {"DJANGO_SETTINGS_MODULE": "config.settings.local", "PATH": "/usr/bin:/bin"}
     cases = {
         "unreachable": ({"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, 1),
