@@ -9,11 +9,13 @@ from __future__ import annotations
 import ast
 import re
 import shutil
+from importlib import import_module
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from realtime import closecodes
 from scaffold.consumers import plan_consumer
 
 ROOT = Path(settings.BASE_DIR)
@@ -150,3 +152,10 @@ def test_the_last_chapters_code_is_what_startconsumer_writes(tmp_path):
     for match in WRITTEN_RE.finditer(chapter):
         assert match["path"].startswith(f"{app}/"), match["path"]
         ast.parse(match["code"])
+
+
+def test_every_registered_close_code_is_in_the_consumers_chapter():
+    import_module(settings.ASGI_APPLICATION.rpartition(".")[0])  # every app's consumers
+    rows = re.findall(r"^\| (\d{4}) \|", (DOCS / "consumers.md").read_text(), re.M)
+    registered = [str(code.code) for code in closecodes.registered()]
+    assert [code for code in registered if code not in rows] == []
