@@ -52,6 +52,9 @@ def registered() -> list[CloseCode]:
 # at once (realtime/lifetime.py).
 CLOSE_GOING_AWAY = 1001
 
+CLOSE_LOGGED_OUT = register(
+    4001, "logged_out", "the session ended: logged out, password changed or user deactivated"
+)
 CLOSE_LOGIN_REQUIRED = register(4401, "login_required", "this socket needs a signed-in user")
 CLOSE_BAD_TICKET = register(4403, "bad_ticket", "invalid, expired or reused ticket")
 CLOSE_NOT_FOUND = register(4404, "not_found", "no consumer for this WebSocket path")

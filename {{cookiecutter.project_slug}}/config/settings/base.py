@@ -204,6 +204,11 @@ WEBSOCKET_MAX_SOCKETS_PER_USER = env_int("WEBSOCKET_MAX_SOCKETS_PER_USER", defau
 # thousands of clients share loopback). Behind a proxy, the address is the forwarded
 # one (uvicorn --proxy-headers, as the Procfile runs it).
 WEBSOCKET_MAX_SOCKETS_PER_ADDRESS = env_int("WEBSOCKET_MAX_SOCKETS_PER_ADDRESS", default=0)
+# Seconds between an open socket's checks that its session still signs its user in
+# (logout, password change, deactivation close it with 4001) and renewals of its
+# socket-cap claims, which lapse after 4 checks: a killed process's sockets stop
+# counting within 2 minutes (realtime/guards.py).
+WEBSOCKET_SESSION_CHECK_SECONDS = env_float("WEBSOCKET_SESSION_CHECK_SECONDS", default=30.0)
 
 # The example chat's own settings, to the end of the file (README: "Removing the
 # example chat" deletes them).
