@@ -4,6 +4,8 @@ callers wrap them in ``database_sync_to_async``.
 
 from __future__ import annotations
 
+from django.db.models import Exists, OuterRef
+
 from chat.models import Message, Room
 
 
@@ -12,7 +14,10 @@ def room_get(*, name: str) -> Room | None:
 
 
 def room_list_recent(*, limit: int = 20) -> list[Room]:
-    return list(Room.objects.order_by("-created")[:limit])
+    """The newest rooms with a visible message: a room only visited (or created by a
+    script in bulk) is not listed."""
+    spoken = Message.objects.filter(room=OuterRef("pk"), hidden=False)
+    return list(Room.objects.filter(Exists(spoken)).order_by("-created")[:limit])
 
 
 def message_list_recent(*, room: Room, limit: int) -> list[Message]:

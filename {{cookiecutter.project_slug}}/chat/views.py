@@ -8,7 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from chat import selectors, services
+from chat import limits, selectors, services
 from chat.protocol import clean_message_text, message_frame
 from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, validate_room_name
 from realtime.frames import ClientError
@@ -60,11 +60,24 @@ def messages(request: HttpRequest, room_name: str) -> JsonResponse:
 
 
 def _post_message(request: HttpRequest, room_name: str) -> JsonResponse:
+    address = request.META.get("REMOTE_ADDR")
+    if not limits.http_post_allowed(user=request.user, address=address):
+        return _too_many("rate_limited", "You are posting too fast; wait a minute.", 60)
     try:
         text = clean_message_text(
             request.POST.get("message", ""), max_length=settings.CHAT_MESSAGE_MAX_LENGTH
         )
     except ClientError as error:
         return JsonResponse({"code": error.code, "message": error.message}, status=400)
+    try:
+        limits.room_get_or_create_limited(name=room_name, user=request.user, address=address)
+    except limits.RoomLimitReached:
+        return _too_many("room_limit", "Too many new rooms; post in an existing one.", 3600)
     message = services.message_post(room_name=room_name, author=request.user, text=text)
     return JsonResponse(message_frame(message, room_name), status=201)
+
+
+def _too_many(code: str, text: str, retry_after: int) -> JsonResponse:
+    response = JsonResponse({"code": code, "message": text}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response

@@ -31,11 +31,13 @@ from realtime.origins import TrustedOriginValidator  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
+        # The ticket is redeemed before the origin check, so that a refused use uses it up.
         "websocket": WebSocketLifetimeMiddleware(
-            TrustedOriginValidator(
-                WebSocketAuthMiddlewareStack(
-                    TicketAuthMiddleware(URLRouter(websocket_urlpatterns), redeem=ticket_redeem)
-                )
+            TicketAuthMiddleware(
+                TrustedOriginValidator(
+                    WebSocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+                ),
+                redeem=ticket_redeem,
             )
         ),
         "channel": ChannelNameRouter(channel_routes),

@@ -9,10 +9,12 @@ ticket; ``redeem(ticket=...)`` is the project's (``accounts.services.ticket_rede
 synchronous, and returns the user or None.
 A client presents the ticket in the ``Authorization: Ticket <ticket>`` header, or,
 for clients that cannot set headers on a WebSocket, as ``?ticket=<ticket>`` (it is
-short-lived and used up on first presentation, so a logged URL is worthless). A
-valid ticket sets ``scope["user"]``; an invalid, expired or reused one is refused at
-the handshake (HTTP 403). Connections without a ticket pass through unchanged, with
-the session's user.
+short-lived and used up on first presentation, and ``realtime.logredact`` keeps it
+out of the server's access log). A valid ticket sets ``scope["user"]``; an invalid,
+expired or reused one is refused at the handshake (HTTP 403). Connections without a
+ticket pass through unchanged, with the session's user. Put it outside the origin
+check (``config/asgi.py``): a ticket presented from a refused origin is used up too,
+so a refused use cannot be replayed from a trusted one.
 https://channels.readthedocs.io/en/stable/topics/authentication.html
 https://channels.readthedocs.io/en/stable/topics/sessions.html
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddleware
+from channels.auth import AuthMiddleware, UserLazyObject
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
@@ -63,6 +65,14 @@ class TicketAuthMiddleware(BaseMiddleware):
         return await super().__call__({**scope, "user": user}, receive, send)
 
 
+class TicketUserAuthMiddleware(AuthMiddleware):
+    """Channels' ``AuthMiddleware``, keeping a user that a ticket already set."""
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        if isinstance(scope["user"], UserLazyObject):
+            await super().resolve_scope(scope)
+
+
 class WebSocketSessionMiddleware(SessionMiddleware):
     """Channels' ``SessionMiddleware``, minus its work on every WebSocket frame.
 
@@ -84,4 +94,4 @@ class WebSocketSessionMiddleware(SessionMiddleware):
 
 def WebSocketAuthMiddlewareStack(inner: Any) -> Any:
     """Named, and composed, as Channels' ``AuthMiddlewareStack``."""
-    return CookieMiddleware(WebSocketSessionMiddleware(AuthMiddleware(inner)))
+    return CookieMiddleware(WebSocketSessionMiddleware(TicketUserAuthMiddleware(inner)))

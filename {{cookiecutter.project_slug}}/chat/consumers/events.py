@@ -5,7 +5,9 @@ with ``new EventSource(url)``, which reconnects by itself and sends the id of th
 last event it saw in ``Last-Event-ID``; the stream then starts with the messages
 stored after that id, so none are missed. For a read-only feed (a wall display, a
 bot that only listens) this is simpler than a WebSocket and passes through any HTTP
-proxy.
+proxy. The stream goes through the pages' host check, HTTPS redirect and security
+headers (``PageChecksMixin``, realtime/pagechecks.py), which Django's middleware
+would not give a consumer's route.
 
 No long-poll endpoint is offered: SSE already gives a long-lived response with
 reconnection and resume built into the browser, and ``GET /chat/<room>/messages/
@@ -24,11 +26,13 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
-from chat import selectors, services
+from chat import limits, selectors
 from chat.models import Room
 from chat.protocol import message_frame
 from chat.rooms import InvalidRoomName, validate_room_name
 from realtime.frames import encode
+from realtime.guards import client_address
+from realtime.pagechecks import PageChecksMixin
 
 PLAIN_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 # Seconds between comment lines that keep idle proxies from closing the stream.
@@ -44,7 +48,7 @@ def sse_event(*, event: str, data: str, event_id: int | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
-class RoomEventsConsumer(AsyncHttpConsumer):
+class RoomEventsConsumer(PageChecksMixin, AsyncHttpConsumer):
     room: Room | None = None
     keepalive: asyncio.Task[None] | None = None
 
@@ -70,7 +74,14 @@ class RoomEventsConsumer(AsyncHttpConsumer):
         if settings.CHAT_REQUIRE_LOGIN and not self.scope["user"].is_authenticated:
             await self.send_response(403, b"Log in first.", headers=PLAIN_TEXT)
             return
-        room = await database_sync_to_async(services.room_get_or_create)(name=room_name)
+        try:
+            room = await database_sync_to_async(limits.room_get_or_create_limited)(
+                name=room_name, user=self.scope["user"], address=client_address(self.scope)
+            )
+        except limits.RoomLimitReached:
+            body = b"Too many new rooms; follow an existing one."
+            await self.send_response(429, body, headers=[*PLAIN_TEXT, (b"retry-after", b"3600")])
+            return
         await self.channel_layer.group_add(room.group_name, self.channel_name)
         self.room = room
         await self.send_headers(

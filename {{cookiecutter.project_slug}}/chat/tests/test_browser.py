@@ -524,6 +524,27 @@ class ChatInTheBrowserTests(BrowserTestCase):
         assert result["cappedMin"] == 0
 
 
+    def test_bidirectional_controls_in_a_message_are_not_shown(self) -> None:
+        """A message with a right-to-left override (U+202E) and isolates arrives through
+        the real socket; the page shows its text without them, in a dir="auto" isolate,
+        and the sender and time beside it keep their order."""
+        (browser,) = self.browsers.get(1)
+        self.open_room(browser, "bidi")
+        self.send(browser, "\u202etxt.exe \u2066x\u2069 \u202aend\u202c")
+        self.wait_for_text(browser, "txt.exe x end")
+        shown = browser.execute_script(
+            """
+            const item = document.querySelector("#chat-log .chat-message:last-child");
+            const text = item.querySelector(".text");
+            return { text: text.textContent, dir: text.dir,
+                     senderDir: item.querySelector(".sender").dir };
+            """
+        )
+        assert shown == {"text": "txt.exe x end", "dir": "auto", "senderDir": "auto"}
+        stored = Message.objects.get(room__name="bidi").text
+        assert stored == "\u202etxt.exe \u2066x\u2069 \u202aend\u202c"  # kept as sent
+
+
 @override_settings(CHAT_REQUIRE_LOGIN=True)
 class LoginRequiredTests(BrowserTestCase):
     """With CHAT_REQUIRE_LOGIN (set before the live server starts, so it has it too)."""

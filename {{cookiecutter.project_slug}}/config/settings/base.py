@@ -5,6 +5,7 @@ in-memory channel layer) so a fresh project runs with no services.
 https://docs.djangoproject.com/en/5.2/ref/settings/
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
     "accounts",
     "chat",
@@ -58,6 +60,15 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 response.
+    "axes.middleware.AxesMiddleware",
+]
+# The middleware above that only checks a request and sets headers: HTTP consumers
+# (the chat's event stream) run it too (realtime/pagechecks.py).
+HTTP_CONSUMER_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
 ]
@@ -152,6 +163,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Failed logins are throttled on the admin's login and the site's alike by django-axes:
+# maintained, supports Django 5.2, and hooks Django's authentication itself, so every
+# form that calls authenticate(request=...) is covered and none needs changing. Its
+# records live in the database, shared by every web process. Counted per username
+# and address together: per username alone anyone could lock a user out, per address
+# alone one guesser would lock out everyone behind the same NAT.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Wrong passwords in a row before that username is refused from that address (HTTP
+# 429, the right password included) for LOGIN_COOLOFF_MINUTES.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_RESET_ON_SUCCESS = True
+
 LOGIN_URL = "login"
 # The site's home page (config/urls.py): today the chat's lobby.
 LOGIN_REDIRECT_URL = "home"
@@ -174,8 +202,15 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
+    "filters": {"redact_ticket": {"()": "realtime.logredact.RedactTicketFilter"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
+        # uvicorn logs each request's path with its query (HTTP on uvicorn.access,
+        # WebSockets on uvicorn.error): a ticket's value there is redacted
+        # (realtime/logredact.py). Configuring uvicorn.access drops its handler, so its
+        # lines go up to uvicorn's own, once.
+        "uvicorn.access": {"filters": ["redact_ticket"], "propagate": True},
+        "uvicorn.error": {"filters": ["redact_ticket"]},
         # Every line once, through the root handler: Django's own console handler on
         # "django" (DEBUG only) would print each request runserver logs a second time.
         "django": {"handlers": [], "propagate": True},
@@ -199,11 +234,11 @@ WEBSOCKET_RATE_LIMIT_BURST = env_int("WEBSOCKET_RATE_LIMIT_BURST", default=20)
 WEBSOCKET_RATE_LIMIT_STRIKES = 50
 # Open sockets one signed-in user may hold at once (tabs, devices), across processes.
 WEBSOCKET_MAX_SOCKETS_PER_USER = env_int("WEBSOCKET_MAX_SOCKETS_PER_USER", default=20)
-# Open sockets one client address may hold at once, across processes; 0: no cap (the
-# default, as many users may share one address behind NAT, and the benchmark's
-# thousands of clients share loopback). Behind a proxy, the address is the forwarded
-# one (uvicorn --proxy-headers, as the Procfile runs it).
-WEBSOCKET_MAX_SOCKETS_PER_ADDRESS = env_int("WEBSOCKET_MAX_SOCKETS_PER_ADDRESS", default=0)
+# Open sockets one client address may hold at once, across processes (4409 past it);
+# 0: no cap. High enough for many users behind one NAT; the benchmark, whose
+# thousands of clients share loopback, turns it off. Behind a proxy, the address is
+# the forwarded one (uvicorn --proxy-headers, as the Procfile runs it).
+WEBSOCKET_MAX_SOCKETS_PER_ADDRESS = env_int("WEBSOCKET_MAX_SOCKETS_PER_ADDRESS", default=200)
 # Seconds between an open socket's checks that its session still signs its user in
 # (logout, password change, deactivation close it with 4001) and renewals of its
 # socket-cap claims, which lapse after 4 checks: a killed process's sockets stop
@@ -218,6 +253,16 @@ CHAT_REQUIRE_LOGIN = env_bool("CHAT_REQUIRE_LOGIN", default=False)
 CHAT_MESSAGE_MAX_LENGTH = 2000
 # Messages a member receives when joining a room, and at most per resync.
 CHAT_HISTORY_LENGTH = 50
+# Largest history frame, in bytes of JSON: fewer messages (and "more": true) past it.
+CHAT_HISTORY_MAX_BYTES = 64 * 1024
+# History requests one socket may send a minute; past it, a rate_limited error frame.
+CHAT_HISTORY_REQUESTS_PER_MINUTE = env_int("CHAT_HISTORY_REQUESTS_PER_MINUTE", default=30)
+# Messages posted over HTTP (chat/views.py) a minute, per signed-in user and per client
+# address, across processes (chat/limits.py); past it, HTTP 429. 0: no limit.
+CHAT_HTTP_POSTS_PER_MINUTE = env_int("CHAT_HTTP_POSTS_PER_MINUTE", default=20)
+# New rooms an hour, per signed-in user or (anonymous) per client address, across
+# processes; past it, joining a room that does not exist yet is refused. 0: no limit.
+CHAT_ROOMS_PER_HOUR = env_int("CHAT_ROOMS_PER_HOUR", default=20)
 # The channel the moderation worker listens on (manage.py runworker chat-worker).
 # Channels named like this are not prefixed by the Pub/Sub layer: projects sharing a
 # Redis need different names.

@@ -8,6 +8,7 @@ import contextlib
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import ApplicationCommunicator, HttpCommunicator
+from django.conf import settings
 from django.test import override_settings
 
 from chat.consumers.events import sse_event
@@ -17,6 +18,7 @@ from config.asgi import application
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 TIMEOUT = 3
+HOST = (b"host", b"localhost")
 
 
 def http_scope(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> dict:
@@ -90,17 +92,17 @@ async def test_last_event_id_resumes_after_the_missed_messages(channel_layer):
 
 
 async def test_a_bad_room_is_a_404_response(channel_layer):
-    response = await HttpCommunicator(application, "GET", "/chat/a.b/events/").get_response(
-        timeout=TIMEOUT
-    )
+    response = await HttpCommunicator(
+        application, "GET", "/chat/a.b/events/", headers=[HOST]
+    ).get_response(timeout=TIMEOUT)
     assert response["status"] == 404
 
 
 @override_settings(CHAT_REQUIRE_LOGIN=True)
 async def test_login_required_applies_to_the_stream(channel_layer):
-    response = await HttpCommunicator(application, "GET", "/chat/lobby/events/").get_response(
-        timeout=TIMEOUT
-    )
+    response = await HttpCommunicator(
+        application, "GET", "/chat/lobby/events/", headers=[HOST]
+    ).get_response(timeout=TIMEOUT)
     assert response["status"] == 403
 
 
@@ -118,3 +120,41 @@ async def test_sse_event_format():
         b'event: message\nid: 7\ndata: {"a":1}\n\n'
     )
     assert sse_event(event="moderated", data="{}") == b"event: moderated\ndata: {}\n\n"
+
+
+async def stream_start(headers: list[tuple[bytes, bytes]], **scope: object) -> dict:
+    """The response start of GET /chat/lobby/events/ with these headers (replacing the
+    Host), and the stream closed again."""
+    stream = Stream("/chat/lobby/events/")
+    stream.communicator.scope.update(scope)
+    stream.communicator.scope["headers"] = headers
+    try:
+        return await stream.open()
+    finally:
+        await stream.close()
+
+
+async def test_the_stream_refuses_a_host_the_pages_refuse(channel_layer):
+    start = await stream_start([(b"host", b"attacker.example")])
+    assert start["status"] == 400
+
+
+@override_settings(
+    SECURE_SSL_REDIRECT=True,
+    SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
+    SECURE_HSTS_SECONDS=3600,
+)
+async def test_the_stream_redirects_to_https_and_carries_the_pages_headers(channel_layer):
+    plain = await stream_start([HOST])
+    assert plain["status"] == 301
+    assert dict(plain["headers"])[b"location"] == b"https://localhost/chat/lobby/events/"
+    secure = await stream_start([HOST, (b"x-forwarded-proto", b"https")])
+    assert secure["status"] == 200
+    headers = dict(secure["headers"])
+    assert headers[b"content-type"] == b"text/event-stream; charset=utf-8"
+    assert headers[b"strict-transport-security"] == b"max-age=3600"
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert headers[b"x-frame-options"] == b"DENY"
+    assert headers[b"referrer-policy"] == b"same-origin"
+    assert headers[b"cross-origin-opener-policy"] == b"same-origin"
+    assert headers[b"content-security-policy"] == settings.CONTENT_SECURITY_POLICY.encode()

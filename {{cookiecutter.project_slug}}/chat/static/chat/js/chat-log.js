@@ -5,6 +5,17 @@
 
 export const MODERATED_TEXT = "removed by moderation";
 
+// Bidirectional embedding, override and isolate controls (U+202A-202E, U+2066-2069):
+// in a message they could make it read backwards or reorder the name and time shown
+// beside it ("Trojan Source"). They are left out of what is shown (the stored text
+// keeps them, as sent), and each sender and text is its own isolate (dir="auto"), so
+// right-to-left writing still shows right and reorders nothing around it.
+export const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+
+export function displayText(text) {
+  return String(text ?? "").replace(BIDI_CONTROLS, "");
+}
+
 // Within this many pixels of the bottom, a new message scrolls the log down.
 const STICK_TO_BOTTOM_PX = 48;
 
@@ -103,7 +114,8 @@ export class ChatLog {
     meta.className = "meta";
     const sender = document.createElement("span");
     sender.className = "sender";
-    sender.textContent = name;
+    sender.dir = "auto";
+    sender.textContent = displayText(name);
     const when = document.createElement("time");
     when.dateTime = message.created;
     when.textContent = timeLabel(message.created);
@@ -112,7 +124,8 @@ export class ChatLog {
 
     const text = document.createElement("p");
     text.className = "text";
-    text.textContent = message.message;
+    text.dir = "auto";
+    text.textContent = displayText(message.message);
 
     const body = document.createElement("div");
     body.className = "message-body";

@@ -24,6 +24,7 @@ export const FINAL_CLOSE_CODES = {
   4404: "There is no chat at this address.",
   4409: "Too many windows are open on this chat. Close one, then reload this page.",
   4429: "Too many messages too fast. Reload the page to go on.",
+  4430: "Too many new rooms from here. Join an existing room, or try again later.",
 };
 
 export function socketUrl(path, location = window.location) {
