@@ -42,10 +42,33 @@ class Message(models.Model):
     hidden = models.BooleanField(
         default=False, help_text="Hidden by moderation; not sent to clients."
     )
+    # Empty until the worker has checked the message: the database, not the channel
+    # layer, holds the moderation backlog (docs/worker.md).
+    moderated_at = models.DateTimeField(null=True, blank=True)
+    # Who sent it, for telling a client's retry from a new message: "user:<id>",
+    # "session:<hash of the session key>", or empty (an anonymous sender with no session).
+    sender_key = models.CharField(max_length=80, blank=True, default="")
+    # The id the sending client gave the message (empty if none); one per sender.
+    client_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["room", "id"], name="chat_message_room_id")]
+        indexes = [
+            models.Index(fields=["room", "id"], name="chat_message_room_id"),
+            # The worker's backlog query; only the unmoderated rows are indexed.
+            models.Index(
+                fields=["id"],
+                name="chat_message_unmoderated",
+                condition=models.Q(moderated_at__isnull=True),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sender_key", "client_id"],
+                name="chat_message_client_id_once",
+                condition=~models.Q(client_id=""),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.author_name}: {self.text[:40]}"

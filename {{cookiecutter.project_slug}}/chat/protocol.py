@@ -2,12 +2,16 @@
 
 Client to server (text frames, JSON objects):
     {"message": "hi"}                       post a message (the Channels tutorial's form)
+    {"message": "hi", "client_id": "k3x9"}  the same, acknowledged; a retry with the same
+                                            id from the same sender is stored once
     {"action": "history", "after": 41}      ask for messages after id 41 (on reconnect)
 
 Server to client:
     {"type": "message", "id": 42, "room": "lobby", "username": "ann",
      "message": "hi", "created": "2026-01-01T12:00:00+00:00"}
     {"type": "history", "room": "lobby", "messages": [<message frames>]}
+    {"type": "ack", "client_id": "k3x9", "message": <message frame>}   to the sender of
+        a message with a client_id, once it is stored (a retry gets the stored one)
     {"type": "moderated", "id": 42, "room": "lobby"}   message 42 was hidden
     {"type": "typing", "room": "lobby", "username": "ann"}   (JSON consumer's rooms)
     {"type": "error", "code": "invalid_json", "message": "..."}   (realtime/frames.py)
@@ -24,6 +28,7 @@ The client-facing ``type`` is separate from the channel-layer event ``type``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +43,14 @@ CLOSE_INVALID_ROOM = closecodes.register(4400, "invalid_room", "invalid room nam
 
 # The largest id a client may name: the top of a 64-bit signed integer column.
 MAX_ID = 2**63 - 1
+# A client's id for its message: what the browser client makes (chat-socket.js).
+CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
 class PostMessage:
     text: str
+    client_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,9 @@ def parse_client_frame(
     data = parse_json_object(text_data, bytes_data, max_frame_bytes=max_frame_bytes)
     action = data.get("action", "message")
     if action == "message":
-        return PostMessage(text=message_text(data, max_length=max_length))
+        return PostMessage(
+            text=message_text(data, max_length=max_length), client_id=message_client_id(data)
+        )
     if action == "history":
         return RequestHistory(after=message_id(data.get("after", 0)))
     raise ClientError("unknown_action", "Unknown action; use 'message' or 'history'.")
@@ -74,6 +84,18 @@ def message_id(value: Any) -> int:
     """A message id sent by a client: an integer in the database's range."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
         raise ClientError("invalid_after", "'after' must be a message id (an integer >= 0).")
+    return value
+
+
+def message_client_id(data: dict[str, Any]) -> str:
+    """The optional ``client_id`` a client gave its message; "" if none."""
+    value = data.get("client_id")
+    if value is None:
+        return ""
+    if not isinstance(value, str) or CLIENT_ID_RE.fullmatch(value) is None:
+        raise ClientError(
+            "invalid_client_id", "'client_id' must be 1 to 64 letters, digits, '-' or '_'."
+        )
     return value
 
 
@@ -124,6 +146,12 @@ def history_frame(messages: Iterable[Message], room_name: str) -> dict[str, Any]
         "room": room_name,
         "messages": [message_frame(message, room_name) for message in messages],
     }
+
+
+def ack_frame(message: Message, client_id: str) -> dict[str, Any]:
+    """To the sender: its message ``client_id`` is stored, as this one."""
+    frame = message_frame(message, message.room.name)
+    return {"type": "ack", "client_id": client_id, "message": frame}
 
 
 def typing_frame(room_name: str, username: str) -> dict[str, Any]:

@@ -30,3 +30,12 @@ def message_list_recent(*, room: Room, limit: int) -> list[Message]:
 def message_list_after(*, room: Room, after_id: int, limit: int) -> list[Message]:
     """Visible messages with an id above ``after_id``, oldest first, at most ``limit``."""
     return list(room.messages.filter(hidden=False, id__gt=after_id).order_by("id")[:limit])
+
+
+def message_get_by_client_id(*, sender: str, client_id: str) -> Message | None:
+    """The message this sender's client stored under ``client_id``, if any."""
+    return (
+        Message.objects.select_related("room")
+        .filter(sender_key=sender, client_id=client_id)
+        .first()
+    )

@@ -6,18 +6,24 @@ callers wrap them in ``database_sync_to_async``.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
+from chat import selectors
 from chat.models import Message, Room
 from chat.protocol import message_frame, moderated_frame, typing_frame
 from chat.rooms import user_group_name, validate_room_name
@@ -26,6 +32,8 @@ from realtime.frames import encode
 logger = logging.getLogger(__name__)
 
 ANONYMOUS_NAME = "anonymous"
+# Messages the worker claims and checks in one transaction at most.
+MODERATION_BATCH = 100
 # The worker's channel (CHAT_WORKER_CHANNEL, "chat-worker" unless set):
 # ``manage.py runworker chat-worker`` consumes it.
 WORKER_CHANNEL = settings.CHAT_WORKER_CHANNEL
@@ -45,9 +53,25 @@ def author_name(author: Author) -> str:
     return ANONYMOUS_NAME
 
 
-def message_new(*, room: Room, author: Author, text: str) -> Message:
+def sender_key(*, author: Author, session: Any = None) -> str:
+    """Who sends, for telling a client's retry from a new message: the user, else the
+    session (hashed: its key is a credential), else nobody in particular (client ids
+    are random enough to tell those senders apart)."""
+    if author is not None and author.is_authenticated:
+        return f"user:{author.pk}"
+    session_key = getattr(session, "session_key", None)
+    if session_key:
+        return "session:" + hashlib.sha256(session_key.encode()).hexdigest()[:64]
+    return ""
+
+
+def message_new(
+    *, room: Room, author: Author, text: str, sender: str = "", client_id: str = ""
+) -> Message:
     """A message not yet stored: ``message_create`` stores one, ``messages_save``
-    (through chat/writer.py) many at once."""
+    (through chat/writer.py) many at once. ``sender`` (from ``sender_key``) and the
+    client's ``client_id`` make a retry of the same message fail the unique
+    constraint instead of storing it twice."""
     signed_in = author is not None and author.is_authenticated
     return Message(
         room=room,
@@ -56,13 +80,61 @@ def message_new(*, room: Room, author: Author, text: str) -> Message:
         author=author if signed_in else None,  # type: ignore[misc]
         author_name=author_name(author),
         text=text,
+        sender_key=sender,
+        client_id=client_id,
     )
 
 
-def message_create(*, room: Room, author: Author, text: str) -> Message:
-    message = message_new(room=room, author=author, text=text)
+def message_create(
+    *, room: Room, author: Author, text: str, sender: str = "", client_id: str = ""
+) -> Message:
+    message = message_new(room=room, author=author, text=text, sender=sender, client_id=client_id)
     message.save(force_insert=True)
     return message
+
+
+def message_create_once(
+    *, room: Room, author: Author, text: str, sender: str = "", client_id: str = ""
+) -> tuple[Message, bool]:
+    """Store a message; with a ``client_id`` already stored for this sender, return
+    that message instead. The message, and whether it is new."""
+    if client_id:
+        stored = selectors.message_get_by_client_id(sender=sender, client_id=client_id)
+        if stored is not None:
+            return stored, False
+    message = message_new(room=room, author=author, text=text, sender=sender, client_id=client_id)
+    try:
+        with transaction.atomic():
+            message.save(force_insert=True)
+    except IntegrityError:
+        stored = selectors.message_get_by_client_id(sender=sender, client_id=client_id)
+        if not client_id or stored is None:
+            raise
+        return stored, False  # the same retry, stored by another process meanwhile
+    return message, True
+
+
+async def message_save_once(
+    *, room: Room, author: Author, text: str, sender: str = "", client_id: str = ""
+) -> tuple[Message, bool]:
+    """``message_create_once`` for the async consumers, through the batched writer
+    (chat/writer.py): the message, and whether it is new (False: a retry of a
+    message this sender's client already stored)."""
+    from chat import writer
+
+    find = database_sync_to_async(selectors.message_get_by_client_id)
+    if client_id:
+        stored = await find(sender=sender, client_id=client_id)
+        if stored is not None:
+            return stored, False
+    message = message_new(room=room, author=author, text=text, sender=sender, client_id=client_id)
+    try:
+        return await writer.save(message), True
+    except IntegrityError:
+        stored = await find(sender=sender, client_id=client_id) if client_id else None
+        if stored is None:
+            raise
+        return stored, False
 
 
 def messages_save(*, messages: Sequence[Message]) -> list[Message | Exception]:
@@ -114,12 +186,36 @@ def moderation_job(*, message: Message) -> dict[str, Any]:
     return {"type": "chat.moderate", "message_id": message.pk}
 
 
+class WorkerWakeUps:
+    """Whether the last wake-up of the worker found its channel full: a backlog is
+    logged once when it starts, and once when it ends, not on every message."""
+
+    full = False
+
+
 async def message_publish(*, message: Message, room: Room) -> None:
-    """Deliver a stored message to the room's members and queue its moderation."""
+    """Deliver a stored message to the room's members and wake the worker up.
+
+    The wake-up carries no work of its own: the message waits in the database for
+    moderation (``moderated_at`` empty) whether it arrives or not, so a full worker
+    channel (the worker down or behind) costs the sender nothing."""
     channel_layer = get_channel_layer()
     await channel_layer.group_send(room.group_name, message_event(message=message, room=room))
     if settings.CHAT_MODERATION_ENABLED:
-        await channel_layer.send(WORKER_CHANNEL, moderation_job(message=message))
+        try:
+            await channel_layer.send(WORKER_CHANNEL, moderation_job(message=message))
+        except ChannelFull:
+            if not WorkerWakeUps.full:
+                WorkerWakeUps.full = True
+                logger.warning(
+                    "the worker's channel %s is full: the worker is down or behind; "
+                    "new messages wait in the database for it",
+                    WORKER_CHANNEL,
+                )
+        else:
+            if WorkerWakeUps.full:
+                WorkerWakeUps.full = False
+                logger.info("the worker's channel %s takes wake-ups again", WORKER_CHANNEL)
 
 
 def message_post(*, room_name: str, author: Author, text: str) -> Message:
@@ -138,20 +234,88 @@ def blocked_word(text: str) -> str | None:
     return None
 
 
-def message_moderate(*, message_id: int) -> Message | None:
-    """Hide a message that contains a blocked word and tell its room; return it if hidden."""
-    message = Message.objects.select_related("room").filter(pk=message_id).first()
-    if message is None or message.hidden or blocked_word(message.text) is None:
+def messages_moderate_pending(*, limit: int = MODERATION_BATCH) -> tuple[int, list[Message]]:
+    """Claim up to ``limit`` messages still waiting for moderation, oldest first,
+    check them, hide those with a blocked word, and tell their rooms.
+
+    How many were claimed, and the hidden ones. A message is claimed by one worker
+    once: on PostgreSQL the batch is locked with ``SELECT ... FOR UPDATE SKIP LOCKED``
+    (another worker takes the next rows), elsewhere each row by an UPDATE that only
+    matches while ``moderated_at`` is empty. A worker killed before its claim commits
+    leaves the batch waiting for the next one; rooms are told after the commit.
+    """
+    now = timezone.now()
+    pending = Message.objects.filter(moderated_at__isnull=True).order_by("id")
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            claimed = list(
+                pending.select_for_update(skip_locked=True, of=("self",))
+                .select_related("room")
+                .only("id", "text", "hidden", "room__name")[:limit]
+            )
+            hidden = [m for m in claimed if not m.hidden and blocked_word(m.text) is not None]
+            Message.objects.filter(pk__in=[m.pk for m in claimed]).update(moderated_at=now)
+            Message.objects.filter(pk__in=[m.pk for m in hidden]).update(hidden=True)
+    else:
+        candidates = list(
+            pending.select_related("room").only("id", "text", "hidden", "room__name")[:limit]
+        )
+        claimed, hidden = [], []
+        for message in candidates:
+            outcome = message_claim(message=message, now=now)
+            if outcome is not None:
+                claimed.append(message)
+                if outcome:
+                    hidden.append(message)
+    for message in hidden:
+        message.hidden = True
+        message_hidden_announce(message=message)
+    return len(claimed), hidden
+
+
+def message_claim(*, message: Message, now: datetime.datetime) -> bool | None:
+    """Mark one waiting message as moderated, hidden if it contains a blocked word,
+    by an UPDATE that only matches while no one else has: None if someone had,
+    else whether it is hidden now."""
+    hide = not message.hidden and blocked_word(message.text) is not None
+    changes: dict[str, Any] = {"moderated_at": now, **({"hidden": True} if hide else {})}
+    if not Message.objects.filter(pk=message.pk, moderated_at__isnull=True).update(**changes):
         return None
+    return hide
+
+
+def messages_moderate_backlog(*, batches: int = 10, limit: int = MODERATION_BATCH) -> int:
+    """Moderate waiting messages, batch after batch, until none wait or ``batches``
+    are done (the worker then takes its next wake-up; the rest wait for it). How
+    many were checked."""
+    checked = 0
+    for _ in range(batches):
+        count, _ = messages_moderate_pending(limit=limit)
+        checked += count
+        if count < limit:
+            break
+    return checked
+
+
+def message_moderate(*, message_id: int) -> Message | None:
+    """Check one message now, if no worker has yet: hide it if it contains a blocked
+    word and tell its room. The message if it was hidden."""
+    message = Message.objects.select_related("room").filter(pk=message_id).first()
+    if message is None or not message_claim(message=message, now=timezone.now()):
+        return None  # no such message, checked already, or nothing to hide
     message.hidden = True
-    message.save(update_fields=["hidden"])
+    message_hidden_announce(message=message)
+    return message
+
+
+def message_hidden_announce(*, message: Message) -> None:
+    """Tell the message's room that moderation hid it (the clients remove it)."""
     room = message.room
     async_to_sync(get_channel_layer().group_send)(
         room.group_name,
         {"type": "chat.moderated", "frame": encode(moderated_frame(message, room.name))},
     )
     logger.info("message %s in %s hidden by moderation", message.pk, room.name)
-    return message
 
 
 def user_sockets_close(*, user_id: int) -> None:

@@ -19,13 +19,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import selectors, services, writer
+from chat import selectors, services
 from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import (
     CLOSE_INVALID_ROOM,
     PostMessage,
     RequestHistory,
+    ack_frame,
     history_frame,
     parse_client_frame,
 )
@@ -103,10 +104,18 @@ class ChatConsumer(
 
     async def post_message(self, action: PostMessage) -> None:
         room = self.joined_room()
-        message = await writer.save(
-            services.message_new(room=room, author=self.scope["user"], text=action.text)
+        user = self.scope["user"]
+        message, new = await services.message_save_once(
+            room=room,
+            author=user,
+            text=action.text,
+            sender=services.sender_key(author=user, session=self.scope.get("session")),
+            client_id=action.client_id,
         )
-        await services.message_publish(message=message, room=room)
+        if action.client_id:  # acknowledged first: stored, whatever delivery does next
+            await self.send(text_data=encode(ack_frame(message, action.client_id)))
+        if new:
+            await services.message_publish(message=message, room=room)
 
     async def send_history(self, action: RequestHistory) -> None:
         room = self.joined_room()

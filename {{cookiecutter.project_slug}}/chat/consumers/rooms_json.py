@@ -7,6 +7,9 @@ Route: ``/ws/rooms/``. Every client frame is a JSON object with an ``action``:
     {"action": "leave", "room": "lobby"}     -> {"type": "left", "room": "lobby"}
     {"action": "message", "room": "lobby", "message": "hi"}
                                              -> every member: a message frame
+    {"action": "message", "room": "lobby", "message": "hi", "client_id": "k3x9"}
+                                             -> the same, and the sender an ack frame;
+                                                a retry of the id is stored once
     {"action": "typing", "room": "lobby"}    -> the other members: a typing frame
 
 Room members on ``/ws/chat/<room>/`` and here share one group per room, so both
@@ -25,10 +28,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from chat import selectors, services, writer
+from chat import selectors, services
 from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
-from chat.protocol import message_frame, message_text
+from chat.protocol import ack_frame, message_client_id, message_frame, message_text
 from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
 from realtime.faults import LayerFaultsMixin
 from realtime.frames import ClientError, JsonFramesMixin
@@ -103,10 +106,19 @@ class RoomsJsonConsumer(
     async def post_message(self, name: str, content: dict[str, Any]) -> None:
         room = self.joined_room(name)
         text = message_text(content, max_length=settings.CHAT_MESSAGE_MAX_LENGTH)
-        message = await writer.save(
-            services.message_new(room=room, author=self.scope["user"], text=text)
+        client_id = message_client_id(content)
+        user = self.scope["user"]
+        message, new = await services.message_save_once(
+            room=room,
+            author=user,
+            text=text,
+            sender=services.sender_key(author=user, session=self.scope.get("session")),
+            client_id=client_id,
         )
-        await services.message_publish(message=message, room=room)
+        if client_id:
+            await self.send_json(ack_frame(message, client_id))
+        if new:
+            await services.message_publish(message=message, room=room)
 
     async def typing(self, name: str, content: dict[str, Any]) -> None:
         room = self.joined_room(name)

@@ -21,7 +21,13 @@ from django.conf import settings
 
 from chat import selectors, services
 from chat.models import Room
-from chat.protocol import CLOSE_INVALID_ROOM, PostMessage, history_frame, parse_client_frame
+from chat.protocol import (
+    CLOSE_INVALID_ROOM,
+    PostMessage,
+    ack_frame,
+    history_frame,
+    parse_client_frame,
+)
 from chat.rooms import InvalidRoomName, validate_room_name
 from realtime.closecodes import CLOSE_LOGIN_REQUIRED
 from realtime.frames import ClientError, encode, error_frame
@@ -70,10 +76,18 @@ class SyncChatConsumer(WebsocketConsumer):
             self.send(text_data=encode(error_frame(error)))
             return
         if isinstance(action, PostMessage):
-            message = services.message_create(
-                room=self.room, author=self.scope["user"], text=action.text
+            user = self.scope["user"]
+            message, new = services.message_create_once(
+                room=self.room,
+                author=user,
+                text=action.text,
+                sender=services.sender_key(author=user, session=self.scope.get("session")),
+                client_id=action.client_id,
             )
-            async_to_sync(services.message_publish)(message=message, room=self.room)
+            if action.client_id:
+                self.send(text_data=encode(ack_frame(message, action.client_id)))
+            if new:
+                async_to_sync(services.message_publish)(message=message, room=self.room)
         else:
             found = selectors.message_list_after(
                 room=self.room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH

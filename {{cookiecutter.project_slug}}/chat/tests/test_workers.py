@@ -6,17 +6,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from unittest import mock
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import channel_layers as layers_manager
+from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator
 from channels.worker import Worker
+from django.conf import settings
 from django.test import override_settings
 
-from chat import services
+from chat import services, workers
 from chat.models import Message
+from chat.workers import ModerationWorker
 from config.asgi import application
+from realtime.channel_layers import channel_layers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -50,6 +56,29 @@ async def is_hidden(message: Message) -> bool:
     return (await Message.objects.aget(pk=message.pk)).hidden
 
 
+async def wait_until_hidden(*messages: Message, what: str, running=None) -> None:
+    """Wait, bounded, until every message is hidden (and the worker still runs)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while not all([await is_hidden(message) for message in messages]):
+        assert loop.time() < deadline, what
+        assert running is None or not running.done(), running
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def worker_running(channel_layer, worker_class=ModerationWorker):
+    """A worker on the moderation channel, as runworker runs it; its task."""
+    worker = worker_class(application, [services.WORKER_CHANNEL], channel_layer)
+    listening = asyncio.ensure_future(worker.handle())
+    try:
+        yield listening
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+
+
 @override_settings(CHAT_BLOCKED_WORDS=["spam"])
 async def test_a_blocked_message_is_hidden_and_the_room_told(channel_layer, make_communicator):
     ann = make_communicator("/ws/chat/lobby/")
@@ -73,30 +102,115 @@ async def test_a_blocked_message_is_hidden_and_the_room_told(channel_layer, make
 async def test_a_failing_job_is_logged_and_the_next_one_still_runs(channel_layer, caplog):
     first = await store("lobby", "spam one")
     second = await store("lobby", "spam two")
-    real = services.message_moderate
+    real = services.messages_moderate_backlog
     calls = []
 
-    def flaky(*, message_id):
-        calls.append(message_id)
-        if message_id == first.pk:
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
             raise RuntimeError("boom")
-        return real(message_id=message_id)
+        return real(**kwargs)
 
     with (
-        mock.patch.object(services, "message_moderate", side_effect=flaky),
+        mock.patch.object(services, "messages_moderate_backlog", side_effect=flaky),
         caplog.at_level(logging.ERROR, logger="chat.workers"),
     ):
         await run_jobs(first.pk, second.pk, done=lambda: is_hidden(second))
-    assert calls == [first.pk, second.pk]
+    assert len(calls) == 2
     assert "moderation job failed" in caplog.text
+    # The job after the failed one caught up with both messages from the database.
+    assert (await Message.objects.aget(pk=first.pk)).hidden
     assert (await Message.objects.aget(pk=second.pk)).hidden
-    assert not (await Message.objects.aget(pk=first.pk)).hidden
+
+
+async def test_a_job_is_only_a_wake_up_the_database_holds_the_work(channel_layer):
+    """Messages whose jobs never reached the worker (lost, expired, never sent) are
+    checked on the next wake-up, oldest first, each once."""
+    lost = [await store("lobby", f"spam {n}") for n in range(3)]
+    clean = await store("lobby", "nothing to see")
+    last = await store("lobby", "spam last")
+    await run_jobs(last.pk, done=lambda: is_hidden(last))
+    rows = [m async for m in Message.objects.order_by("id")]
+    assert [m.hidden for m in rows] == [True, True, True, False, True]
+    assert all(m.moderated_at is not None for m in rows)
+    assert [m.pk for m in rows] == [*(m.pk for m in lost), clean.pk, last.pk]
+    # Nothing is checked twice: a second pass finds nothing waiting.
+    checked = await database_sync_to_async(services.messages_moderate_pending)()
+    assert checked == (0, [])
+
+
+async def test_a_backlog_is_checked_in_bounded_batches_each_message_once(channel_layer):
+    messages = [await store("lobby", f"spam {n}") for n in range(7)]
+    moderate = database_sync_to_async(services.messages_moderate_pending)
+    first, hidden = await moderate(limit=3)
+    assert (first, [m.pk for m in hidden]) == (3, [m.pk for m in messages[:3]])
+    assert (await moderate(limit=3))[0] == 3
+    assert (await moderate(limit=3))[0] == 1
+    assert (await moderate(limit=3))[0] == 0
+    # A message someone else has checked is not claimed again.
+    moderate_one = database_sync_to_async(services.message_moderate)
+    assert await moderate_one(message_id=messages[0].pk) is None
+    assert await Message.objects.filter(hidden=True, moderated_at__isnull=False).acount() == 7
 
 
 async def test_a_job_for_a_missing_message_does_nothing(channel_layer):
     sentinel = await store("lobby", "spam")
     await run_jobs(999_999, sentinel.pk, done=lambda: is_hidden(sentinel))
     assert await Message.objects.filter(hidden=True).acount() == 1
+
+
+async def test_the_worker_catches_up_at_start_with_no_job_sent(channel_layer):
+    """ModerationWorker, as runworker runs it: messages stored while it was down, whose
+    jobs are gone from the layer, are checked as soon as it starts."""
+    waiting = [await store("lobby", f"spam while down {n}") for n in range(3)]
+    async with worker_running(channel_layer):
+        await wait_until_hidden(*waiting, what="no catch-up at start")
+
+
+async def test_the_worker_waits_out_a_failing_layer_and_logs_the_outage_once(channel_layer, caplog):
+    """Channels' own worker ends the first time the layer's receive raises (the
+    process exits); this one tries again with backoff, logs one line when the outage
+    starts and one when it ends, and then catches up with what was posted meanwhile."""
+    down = True
+    tries = 0
+    receive, group_send = channel_layer.receive, channel_layer.group_send
+
+    async def flaky_receive(channel: str) -> dict:
+        nonlocal tries
+        tries += 1
+        if down:
+            raise ConnectionError("Redis is down")
+        return await receive(channel)
+
+    async def flaky_group_send(group: str, message: dict) -> None:
+        nonlocal tries
+        tries += 1
+        if down:
+            raise ConnectionError("Redis is down")
+        await group_send(group, message)
+
+    loop = asyncio.get_running_loop()
+    with (
+        mock.patch.object(channel_layer, "receive", side_effect=flaky_receive),
+        mock.patch.object(channel_layer, "group_send", side_effect=flaky_group_send),
+        mock.patch.object(workers, "RETRY_FIRST_SECONDS", 0.01),
+        mock.patch.object(workers, "RETRY_MAX_SECONDS", 0.05),
+        mock.patch.object(workers, "SWEEP_SECONDS", 3600),  # only the outage's end catches up
+        caplog.at_level(logging.INFO, logger="chat.workers"),
+    ):
+        async with worker_running(channel_layer) as listening:
+            deadline = loop.time() + TIMEOUT
+            while tries < 6:
+                assert loop.time() < deadline, "the worker did not try again"
+                assert not listening.done(), listening
+                await asyncio.sleep(0.01)
+            message = await store("lobby", "spam posted during the outage")  # no job sent
+            down = False
+            await wait_until_hidden(message, what="no catch-up after the outage", running=listening)
+    lines = [r.getMessage() for r in caplog.records if r.name == "chat.workers"]
+    assert len([line for line in lines if "unavailable" in line]) == 1, lines
+    assert len([line for line in lines if "back after" in line]) == 1, lines
+    assert not [r for r in caplog.records if r.exc_info], "no tracebacks"
 
 
 @override_settings(CHAT_MODERATION_ENABLED=True)
@@ -131,17 +245,52 @@ async def test_the_worker_runs_a_job_as_runworker_does_with_no_warning(channel_l
     """channels.worker.Worker, as runworker runs it (warnings are errors here: the
     UserWarning async_to_sync raised for runworker's `send` failed every job)."""
     message = await store("lobby", "spam from the worker")
-    worker = Worker(application, [services.WORKER_CHANNEL], channel_layer)
-    listening = asyncio.ensure_future(worker.handle())
-    try:
+    async with worker_running(channel_layer, Worker):
         await channel_layer.send(
             services.WORKER_CHANNEL, {"type": "chat.moderate", "message_id": message.pk}
         )
-        deadline = asyncio.get_running_loop().time() + TIMEOUT
-        while not await is_hidden(message):
-            assert asyncio.get_running_loop().time() < deadline, "the job did not run"
-            await asyncio.sleep(0.02)
-    finally:
-        listening.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listening
+        await wait_until_hidden(message, what="the job did not run")
+
+
+def capped_layers(kind: str) -> dict:
+    """CHANNEL_LAYERS of this kind whose worker channel holds two messages at most."""
+    if kind == "redis" and not settings.REDIS_URL:
+        pytest.skip("REDIS_URL unset: the Redis layer's capacity needs Redis")
+    prefix = f"full{secrets.token_hex(4)}"
+    layers = channel_layers(redis_url=settings.REDIS_URL if kind == "redis" else "", kind=kind)
+    layers["default"]["CONFIG"].update(channel_capacity={services.WORKER_CHANNEL: 2})
+    if kind == "redis":
+        layers["default"]["CONFIG"]["prefix"] = prefix
+    return layers
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_full_worker_channel_never_fails_a_post(make_communicator, caplog, kind):
+    """No worker and a channel that holds two wake-ups: every post is still stored,
+    delivered and kept for moderation, the socket stays open, and the full channel
+    is logged once (a ChannelFull traceback closed the sender's socket)."""
+    posts = 6
+    with (
+        override_settings(CHANNEL_LAYERS=capped_layers(kind), CHAT_MODERATION_ENABLED=True),
+        mock.patch.object(services.WorkerWakeUps, "full", False),
+        caplog.at_level(logging.INFO, logger="chat.services"),
+    ):
+        layers_manager.backends.clear()
+        ann = make_communicator("/ws/chat/lobby/")
+        try:
+            assert (await ann.connect(timeout=TIMEOUT))[0]
+            assert (await ann.receive_json_from(timeout=TIMEOUT))["type"] == "history"
+            for n in range(posts):
+                await ann.send_json_to({"message": f"post {n}"})
+                frame = await ann.receive_json_from(timeout=TIMEOUT)
+                assert (frame["type"], frame["message"]) == ("message", f"post {n}")
+            assert await ann.receive_nothing(timeout=0.2)  # no close, no error frame
+        finally:
+            await ann.disconnect()
+            await get_channel_layer().flush()
+            layers_manager.backends.clear()
+    waiting = Message.objects.filter(moderated_at__isnull=True)
+    assert await waiting.acount() == posts
+    full = [r for r in caplog.records if "is full" in r.getMessage()]
+    assert len(full) == 1, caplog.text
+    assert not [r for r in caplog.records if r.exc_info]

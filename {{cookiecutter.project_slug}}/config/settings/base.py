@@ -45,9 +45,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
-    "channels",
     "accounts",
+    # Before channels: its runworker command replaces Channels' own (chat/workers.py).
     "chat",
+    "channels",
     "scaffold",
 ]
 
