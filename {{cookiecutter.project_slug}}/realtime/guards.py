@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -413,6 +414,9 @@ class SyncGuardsMixin(SocketGuards):
         self.start_guards()
         self.raw_send = send
         self.guards_loop = asyncio.get_running_loop()
+        # The checks start from a handler's thread, but in the loop's own context: in
+        # the thread's, asgiref would take the task for part of the handler.
+        self.guards_context = contextvars.copy_context()
         try:
             await super().__call__(scope, receive, send)  # type: ignore[misc]
         finally:
@@ -434,7 +438,7 @@ class SyncGuardsMixin(SocketGuards):
         if not self.claim_sockets_sync(user):
             self.close(code=CLOSE_TOO_MANY_SOCKETS)  # type: ignore[attr-defined]
             return True
-        self.guards_loop.call_soon_threadsafe(self.start_watching)
+        self.guards_loop.call_soon_threadsafe(self.start_watching, context=self.guards_context)
         return False
 
     def frame_allowed(self) -> bool:

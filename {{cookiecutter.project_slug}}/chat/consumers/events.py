@@ -7,7 +7,10 @@ stored after that id, so none are missed. For a read-only feed (a wall display, 
 bot that only listens) this is simpler than a WebSocket and passes through any HTTP
 proxy. The stream goes through the pages' host check, HTTPS redirect and security
 headers (``PageChecksMixin``, realtime/pagechecks.py), which Django's middleware
-would not give a consumer's route.
+would not give a consumer's route. It honours the sockets' guards
+(``HttpGuards``, realtime/guards.py): a stream counts against the per-user and
+per-address socket caps (429 past them), and it ends when its user logs out (the
+user's group, at once) or its session stops signing the user in (the session check).
 
 No long-poll endpoint is offered: SSE already gives a long-lived response with
 reconnection and resume built into the browser, and ``GET /chat/<room>/messages/
@@ -29,9 +32,9 @@ from django.conf import settings
 from chat import limits, selectors
 from chat.models import Room
 from chat.protocol import message_frame
-from chat.rooms import InvalidRoomName, validate_room_name
+from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
 from realtime.frames import encode
-from realtime.guards import client_address
+from realtime.guards import HttpGuards, client_address
 from realtime.pagechecks import PageChecksMixin
 
 PLAIN_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
@@ -48,7 +51,7 @@ def sse_event(*, event: str, data: str, event_id: int | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
-class RoomEventsConsumer(PageChecksMixin, AsyncHttpConsumer):
+class RoomEventsConsumer(PageChecksMixin, HttpGuards, AsyncHttpConsumer):
     room: Room | None = None
     keepalive: asyncio.Task[None] | None = None
 
@@ -74,6 +77,10 @@ class RoomEventsConsumer(PageChecksMixin, AsyncHttpConsumer):
         if settings.CHAT_REQUIRE_LOGIN and not self.scope["user"].is_authenticated:
             await self.send_response(403, b"Log in first.", headers=PLAIN_TEXT)
             return
+        if await self.guards_refused():
+            body = b"Too many open sockets and streams; close some first."
+            await self.send_response(429, body, headers=[*PLAIN_TEXT, (b"retry-after", b"60")])
+            return
         try:
             room = await database_sync_to_async(limits.room_get_or_create_limited)(
                 name=room_name, user=self.scope["user"], address=client_address(self.scope)
@@ -82,7 +89,9 @@ class RoomEventsConsumer(PageChecksMixin, AsyncHttpConsumer):
             body = b"Too many new rooms; follow an existing one."
             await self.send_response(429, body, headers=[*PLAIN_TEXT, (b"retry-after", b"3600")])
             return
-        await self.channel_layer.group_add(room.group_name, self.channel_name)
+        await self.join_group(room.group_name)
+        if self.scope["user"].is_authenticated:
+            await self.join_group(user_group_name(self.scope["user"].pk))
         self.room = room
         await self.send_headers(
             headers=[
@@ -116,12 +125,24 @@ class RoomEventsConsumer(PageChecksMixin, AsyncHttpConsumer):
             await self.send_body(b": keepalive\n\n", more_body=True)
 
     async def disconnect(self) -> None:
+        """The stream's groups are left by ``HttpGuards``, however it ends."""
+        await self.stop_keepalive()
+
+    async def stop_keepalive(self) -> None:
         if self.keepalive is not None:
             self.keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.keepalive
+            self.keepalive = None
+
+    async def end_revoked(self) -> None:
+        """End the response: the session no longer signs the user in. The consumer
+        itself ends on the ``http.disconnect`` that follows."""
+        await self.stop_keepalive()
         if self.room is not None:
-            await self.channel_layer.group_discard(self.room.group_name, self.channel_name)
+            self.room = None
+            await self.send_event(event="logout", data="{}")
+            await self.send_body(b"", more_body=False)
 
     # Channel-layer events of the room's group.
     async def chat_message(self, event: dict[str, Any]) -> None:
@@ -132,3 +153,6 @@ class RoomEventsConsumer(PageChecksMixin, AsyncHttpConsumer):
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
         """Typing notices are for interactive clients; a feed skips them."""
+
+    async def chat_logout(self, event: dict[str, Any]) -> None:
+        await self.end_revoked()

@@ -5,9 +5,11 @@ It speaks the same frames as ``ChatConsumer`` and shares its rooms: members on
 either route see each other's messages. Sync consumers run each handler in a thread
 of their own, so they may call the ORM directly, but each open socket then holds a
 thread while it works: prefer the async consumer for a busy chat, and use this form
-when the consumer mostly calls blocking code. It keeps the per-connection rate limit
-of the async consumers; the socket cap and crash-proof group cleanup of
-``realtime/guards.py`` are async and stay with them.
+when the consumer mostly calls blocking code. It has the async consumers' guards
+through ``SyncGuardsMixin`` (realtime/guards.py): login required, the socket caps,
+the rate limit (a flood is closed with 4429), the session check, and groups left
+however it ends, a handler that raised included; logging out closes it (4001) as it
+closes them, through the user's group.
 https://channels.readthedocs.io/en/stable/tutorial/part_2.html
 """
 
@@ -28,14 +30,18 @@ from chat.protocol import (
     history_frame,
     parse_client_frame,
 )
-from chat.rooms import InvalidRoomName, validate_room_name
-from realtime.closecodes import CLOSE_LOGIN_REQUIRED
+from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
+from realtime.closecodes import CLOSE_LOGGED_OUT
+from realtime.faults import LayerFaultsMixin
 from realtime.frames import ClientError, encode, error_frame
-from realtime.ratelimit import TokenBucket
+from realtime.guards import SyncGuardsMixin
 
 
-class SyncChatConsumer(WebsocketConsumer):
+class SyncChatConsumer(LayerFaultsMixin, SyncGuardsMixin, WebsocketConsumer):
     room: Room | None = None
+
+    def requires_login(self) -> bool:
+        return settings.CHAT_REQUIRE_LOGIN
 
     def connect(self) -> None:
         try:
@@ -43,29 +49,22 @@ class SyncChatConsumer(WebsocketConsumer):
         except InvalidRoomName:
             self.close(code=CLOSE_INVALID_ROOM)
             return
-        if settings.CHAT_REQUIRE_LOGIN and not self.scope["user"].is_authenticated:
-            self.close(code=CLOSE_LOGIN_REQUIRED)
+        if self.refused_at_handshake():
             return
         self.room = services.room_get_or_create(name=room_name)
-        async_to_sync(self.channel_layer.group_add)(self.room.group_name, self.channel_name)
-        self.bucket = TokenBucket(
-            rate=settings.WEBSOCKET_RATE_LIMIT_PER_SECOND,
-            burst=settings.WEBSOCKET_RATE_LIMIT_BURST,
-        )
+        self.join_group(self.room.group_name)
+        if self.scope["user"].is_authenticated:
+            self.join_group(user_group_name(self.scope["user"].pk))
         self.accept()
         recent = selectors.message_list_recent(room=self.room, limit=settings.CHAT_HISTORY_LENGTH)
         self.send(text_data=encode(history_frame(recent, self.room.name)))
-
-    def disconnect(self, code: int) -> None:
-        if self.room is not None:
-            async_to_sync(self.channel_layer.group_discard)(self.room.group_name, self.channel_name)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room is None:
             raise RuntimeError("a frame arrived before the socket joined its room")
         try:
-            if not self.bucket.allow():
-                raise ClientError("rate_limited", "You are sending too fast; wait a moment.")
+            if not self.frame_allowed():  # the rate limit; a flood is closed
+                return
             action = parse_client_frame(
                 text_data,
                 bytes_data,
@@ -102,4 +101,8 @@ class SyncChatConsumer(WebsocketConsumer):
         self.send(text_data=event["frame"])
 
     def chat_typing(self, event: dict[str, Any]) -> None:
-        self.send(text_data=event["frame"])
+        if event.get("sender") != self.channel_name:
+            self.send(text_data=event["frame"])
+
+    def chat_logout(self, event: dict[str, Any]) -> None:
+        self.close(code=CLOSE_LOGGED_OUT)
