@@ -16,13 +16,21 @@ Public (import these; each module's docstring says how to use it):
   ``realtime.faults.LayerFaultsMixin`` (4503 when Redis fails),
   ``realtime.fanout.FanoutMixin`` (a group's frames through one member per process)
   or ``realtime.guards.GuardsMixin`` (login required, per-user and per-address
-  socket caps, the rate limit, groups always left; ``FanoutMixin`` is one),
+  socket caps counted atomically across processes, the rate limit, the session
+  re-checked every ``WEBSOCKET_SESSION_CHECK_SECONDS`` and the socket closed with
+  4001 once it no longer signs its user in, groups always left; ``FanoutMixin`` is
+  one),
   ``realtime.frames.JsonFramesMixin`` (frames parsed within limits, ``ClientError``
   as a typed error frame), ``realtime.dispatch.FastDispatchMixin`` (a cheaper
   dispatch loop).
+- ``realtime.guards.SyncGuardsMixin``: the same guards for a synchronous
+  ``WebsocketConsumer`` (before it in the bases; ``refused_at_handshake()``,
+  ``join_group()`` and ``frame_allowed()`` called from its handlers), and
+  ``realtime.guards.HttpGuards`` for a long-lived ``AsyncHttpConsumer`` response
+  (``guards_refused()``, ``end_revoked()``); ``realtime.guards.socket_count(key)``
+  with ``user_count_key``/``address_count_key``, the sockets counted now.
 - ``realtime.frames``: ``ClientError``, ``parse_json_object``, ``error_frame``,
-  ``encode``; ``realtime.ratelimit.TokenBucket``, the rate limit by itself (for a
-  sync consumer, which the async mixins do not serve).
+  ``encode``; ``realtime.ratelimit.TokenBucket``, the rate limit by itself.
 - ``realtime.groups``: ``group_name(*parts)``, the one validated way to name a group,
   and ``frame_event(type, frame)`` for ``group_send``.
 - ``realtime.closecodes``: ``register(code, name, meaning)``, the registry of close
@@ -33,7 +41,7 @@ Public (import these; each module's docstring says how to use it):
   (``realtime.testing.servers``).
 
 Internal: everything else in these modules (the fan-out's ``GroupFanout`` and module
-state, ``guards.socket_claim`` and the cache keys, the layers' helpers), which may
+state, ``guards.SocketClaims`` and its Redis scripts, the layers' helpers), which may
 change without notice.
 
 Not here: the chat's batched writer (``chat/writer.py``) stores the chat's messages
