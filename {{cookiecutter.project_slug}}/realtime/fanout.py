@@ -21,10 +21,18 @@ What each socket still gets, as with a group membership of its own:
   until it has sent it (``go_live``); events meanwhile wait in its buffer, so a
   socket sees, say, the history, then the live messages;
 - no frame of its own: an event whose ``sender`` is a member's channel skips it;
-- no group held up by a slow socket: a broadcast's sends share a time limit
-  (``SEND_TIMEOUT``); a member whose ``send`` is still waiting then (its client
-  reads too slowly for the server's write buffer) is dropped from the group and
-  closed with ``CLOSE_TOO_SLOW``, and its client reconnects and resyncs;
+- no group held up by a slow socket: sends to members never wait on each other.
+  A member whose socket can take a frame now (the server says so: uvicorn as
+  ``realtime/wsprotocol.py`` runs it, through the ``SEND_READY`` scope extension)
+  is written to at once; otherwise the frame waits in the member's own buffer,
+  which a task of its own writes out in order. A member whose buffer outgrows
+  ``MEMBER_BUFFER_LIMIT``, or whose one send waits longer than ``SEND_TIMEOUT`` (its
+  client reads too slowly), is dropped from the group and closed with
+  ``CLOSE_TOO_SLOW``; its client reconnects and resyncs. The server without the
+  extension (daphne, a test's communicator) has every send go through the buffer;
+- the last one out: the fan-out leaves its group when its last local socket
+  leaves, whether that socket was still a member or had been dropped or failed
+  mid-broadcast;
 - failure: when the fan-out's channel fails (Redis down), its members are closed
   with ``CLOSE_UNAVAILABLE``, like any socket whose layer fails, and the next
   socket that joins starts a new fan-out. That one, once it has joined the group
@@ -48,6 +56,7 @@ import contextlib
 import logging
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,9 +66,16 @@ from realtime.guards import GuardsMixin
 logger = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Close = Callable[[int], Awaitable[None]]
 
-# Seconds one broadcast may spend waiting on its members' sends, all together.
+# The scope extension through which a server says whether a socket's send would
+# return at once: {SEND_READY: {"ready": <callable returning a bool>}}.
+SEND_READY = "realtime.send_ready"
+# Seconds one send to a member may wait (its client reads too slowly for the
+# server's write buffer) before the member is dropped.
 SEND_TIMEOUT = 2.0
+# Characters of frames that may wait for one member before it is dropped.
+MEMBER_BUFFER_LIMIT = 512 * 1024
 # Seconds after which a join re-adds the fan-out's channel to its group; far below
 # realtime/channel_layers.py's GROUP_EXPIRY (a day).
 REFRESH_INTERVAL = 3600.0
@@ -67,15 +83,45 @@ REFRESH_INTERVAL = 3600.0
 
 class Member:
     """One local socket of a group: its channel name (to skip its own events), its
-    ASGI ``send``, and what waits for it while it is pending."""
+    ASGI ``send`` (and ``ready``, whether a send would return at once), how to close
+    it, and the frames waiting for it while it is pending or behind a slow send."""
 
-    __slots__ = ("channel_name", "live", "pending", "send")
+    __slots__ = (
+        "channel_name",
+        "close",
+        "fanout",
+        "left",
+        "live",
+        "pending",
+        "pending_size",
+        "ready",
+        "send",
+        "writer",
+    )
 
-    def __init__(self, channel_name: str, send: Send) -> None:
+    def __init__(
+        self,
+        fanout: GroupFanout,
+        channel_name: str,
+        send: Send,
+        close: Close | None = None,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
+        self.fanout = fanout
         self.channel_name = channel_name
         self.send = send
+        self.close = close
+        self.ready = ready
         self.live = False
-        self.pending: list[dict[str, Any]] = []
+        self.left = False
+        self.pending: deque[dict[str, Any]] = deque()
+        self.pending_size = 0
+        self.writer: asyncio.Task[None] | None = None
+
+    def take(self) -> dict[str, Any]:
+        message = self.pending.popleft()
+        self.pending_size -= len(message["text"])
+        return message
 
 
 class GroupFanout:
@@ -87,6 +133,9 @@ class GroupFanout:
         self.layer = layer
         self.group = group
         self.members: dict[str, Member] = {}
+        # Members joined and not yet left, dropped or failed ones included: the
+        # fan-out leaves its group when the last of them leaves.
+        self.joined = 0
         self.channel = ""
         self.added_at = float("-inf")
         self.started: asyncio.Future[None] = asyncio.ensure_future(self.start())
@@ -128,31 +177,46 @@ class GroupFanout:
                 close_soon(member, CLOSE_UNAVAILABLE)
 
     async def deliver(self, event: dict[str, Any]) -> None:
+        """Hand the event's frame to every member but its sender, never waiting on one."""
         frame = event.get("frame")
         if frame is None:
             return  # nothing for the sockets: not a frame_event
         message = {"type": "websocket.send", "text": frame}
         sender = event.get("sender")
-        members = [m for m in self.members.values() if m.channel_name != sender]
-        index = 0
-        while index < len(members):
-            try:
-                async with asyncio.timeout(SEND_TIMEOUT):
-                    while index < len(members):
-                        member = members[index]
-                        index += 1
-                        await self.send_to(member, message)
-            except TimeoutError:
-                self.drop(members[index - 1])
+        for member in list(self.members.values()):
+            if member.channel_name == sender:
+                continue
+            if member.live and member.writer is None and member.ready and member.ready():
+                # The server says this send returns at once: no task, no wait.
+                try:
+                    await member.send(message)
+                except Exception:  # noqa: BLE001 - the socket closed under us
+                    self.discard(member)
+            else:
+                self.buffer(member, message)
 
-    async def send_to(self, member: Member, message: dict[str, Any]) -> None:
-        if not member.live:
-            member.pending.append(message)
-            return
+    def buffer(self, member: Member, message: dict[str, Any]) -> None:
+        """Keep the frame for the member; its writer sends what waits, in order."""
+        member.pending.append(message)
+        member.pending_size += len(message["text"])
+        if member.pending_size > MEMBER_BUFFER_LIMIT:
+            self.drop(member)
+        elif member.live and member.writer is None:
+            member.writer = asyncio.ensure_future(self.write(member))
+
+    async def write(self, member: Member) -> None:
+        """Send what waits for a member, one frame at a time, each within SEND_TIMEOUT."""
         try:
-            await member.send(message)
+            while member.pending:
+                message = member.take()
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await member.send(message)
+        except TimeoutError:
+            self.drop(member)
         except Exception:  # noqa: BLE001 - the socket closed under us; its consumer leaves
             self.discard(member)
+        finally:
+            member.writer = None
 
     def discard(self, member: Member) -> None:
         """Take a member out of the group: nothing more is sent or kept for it."""
@@ -160,9 +224,12 @@ class GroupFanout:
             del self.members[member.channel_name]
         member.live = False
         member.pending.clear()
+        member.pending_size = 0
+        if member.writer is not None and member.writer is not asyncio.current_task():
+            member.writer.cancel()
 
     def drop(self, member: Member) -> None:
-        """A member too slow to take a broadcast: out of the group, and closed."""
+        """A member too slow to take its group's frames: out of the group, and closed."""
         self.discard(member)
         logger.info("socket %s too slow for group %s, closing it", member.channel_name, self.group)
         close_soon(member, CLOSE_TOO_SLOW)
@@ -177,14 +244,20 @@ class GroupFanout:
 
 
 def close_soon(member: Member, code: int) -> None:
-    """Close a member's socket without waiting for it (its send may be stuck)."""
-    task = asyncio.ensure_future(member.send({"type": "websocket.close", "code": code}))
+    """Close a member's socket without waiting for it (its send may be stuck), through
+    its consumer when it has one, so that the socket is closed only once."""
+    if member.close is not None:
+        closing = member.close(code)
+    else:
+        closing = member.send({"type": "websocket.close", "code": code})
+    task = asyncio.ensure_future(closing)
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     CLOSING.add(task)
     task.add_done_callback(CLOSING.discard)
 
 
-# Tasks closing sockets, kept until done (the event loop holds only weak references).
+# Tasks closing sockets or abandoned fan-outs, kept until done (the event loop holds
+# only weak references).
 CLOSING: set[asyncio.Future[None]] = set()
 # Each layer's fan-outs by group; a layer belongs to one event loop.
 FANOUTS: weakref.WeakKeyDictionary[Any, dict[str, GroupFanout]] = weakref.WeakKeyDictionary()
@@ -198,41 +271,78 @@ def forget(fanout: GroupFanout) -> None:
         del groups[fanout.group]
 
 
-async def join(layer: Any, group: str, channel_name: str, send: Send) -> Member:
-    """Add a socket to its group's fan-out in this process, pending until ``go_live``."""
+def abandon(fanout: GroupFanout) -> None:
+    """Forget a fan-out that failed to start or has no one left to join it, and take
+    it out of its group once it has started (best effort: the layer may be down)."""
+    forget(fanout)
+    if fanout.joined > 0:
+        return  # others still wait on it; the last of them to leave stops it
+
+    async def stop() -> None:
+        with contextlib.suppress(BaseException):
+            await fanout.started
+            await fanout.stop()
+
+    task = asyncio.ensure_future(stop())
+    CLOSING.add(task)
+    task.add_done_callback(CLOSING.discard)
+
+
+async def join(
+    layer: Any,
+    group: str,
+    channel_name: str,
+    send: Send,
+    *,
+    close: Close | None = None,
+    ready: Callable[[], bool] | None = None,
+) -> Member:
+    """Add a socket to its group's fan-out in this process, pending until ``go_live``.
+    ``close(code)`` closes the socket (default: a close message through ``send``);
+    ``ready()`` says whether ``send`` would return at once (``SEND_READY``)."""
     groups = FANOUTS.setdefault(layer, {})
     fanout = groups.get(group)
     if fanout is None:
         fanout = groups[group] = GroupFanout(layer, group)
+    fanout.joined += 1
     try:
         await asyncio.shield(fanout.started)
+        if fanout.clock() - fanout.added_at > REFRESH_INTERVAL:
+            await fanout.add()
     except BaseException:
-        forget(fanout)
+        fanout.joined -= 1
+        started = fanout.started
+        if fanout.joined <= 0 or (started.done() and started.exception() is not None):
+            abandon(fanout)
         raise
-    if fanout.clock() - fanout.added_at > REFRESH_INTERVAL:
-        await fanout.add()
-    member = fanout.members[channel_name] = Member(channel_name, send)
+    member = fanout.members[channel_name] = Member(fanout, channel_name, send, close, ready)
     return member
 
 
 async def go_live(member: Member) -> None:
     """Send what waited for the member, then deliver to it directly."""
     while member.pending:
-        waiting, member.pending = member.pending, []
-        for message in waiting:
-            await member.send(message)
+        await member.send(member.take())
     member.live = True
 
 
 async def leave(layer: Any, group: str, member: Member) -> None:
-    """Remove a socket from its group's fan-out; the last one out ends it."""
-    fanout = FANOUTS.get(layer, {}).get(group)
-    if fanout is None or fanout.members.get(member.channel_name) is not member:
+    """Remove a socket from its group's fan-out; the last one out ends it, whether
+    it was still a member or had been dropped or failed on the way."""
+    fanout = member.fanout
+    if member.left:
         return
-    del fanout.members[member.channel_name]
-    if not fanout.members:
+    member.left = True
+    fanout.discard(member)
+    fanout.joined -= 1
+    if fanout.joined <= 0:
         forget(fanout)
-        await fanout.stop()
+        try:
+            await fanout.stop()
+        except Exception:
+            # Still in the group (the layer is down): the group's next fan-out takes it out.
+            FAILED.setdefault(fanout.layer, {}).setdefault(fanout.group, set()).add(fanout.channel)
+            raise
 
 
 class FanoutMixin(GuardsMixin):
@@ -248,14 +358,23 @@ class FanoutMixin(GuardsMixin):
 
     async def join_fanout(self, group: str) -> None:
         """Join the group's fan-out; its frames wait until ``fanout_live()``."""
+        ready = self.scope.get("extensions", {}).get(SEND_READY, {}).get("ready")
         self.fanout_members[group] = await join(
-            self.channel_layer, group, self.channel_name, self.base_send
+            self.channel_layer,
+            group,
+            self.channel_name,
+            self.base_send,
+            close=self.close_socket,
+            ready=ready,
         )
 
     async def fanout_live(self) -> None:
         """Send what waited for this socket, then deliver its groups' frames directly."""
         for member in list(self.fanout_members.values()):
             await go_live(member)
+
+    async def close_socket(self, code: int) -> None:
+        await self.close(code=code)  # type: ignore[attr-defined]
 
     async def leave_fanout(self, group: str) -> None:
         member = self.fanout_members.pop(group, None)

@@ -2,10 +2,11 @@
 every building block, behind the same middleware as ``config/asgi.py``, and no app of
 the project. ``/ws/tests/<group>/`` joins the group's fan-out and says hello; a frame
 ``{"action": "broadcast", "text": ...}`` goes to the group, ``{"action": "fail"}``
-raises a ClientError, anything else is echoed."""
+raises a ClientError, anything else is echoed (after ``"delay"`` seconds, if given)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -49,6 +50,9 @@ class EchoConsumer(
         elif action == "fail":
             raise ClientError("bad_action", "This action always fails.")
         else:
+            delay = content.get("delay")
+            if isinstance(delay, int | float) and 0 < delay <= 5:
+                await asyncio.sleep(delay)
             await self.send_json({"type": "echo", "data": content})
 
 

@@ -49,8 +49,8 @@ class Socket:
                 await self.changed.wait()
 
 
-async def live_member(layer, socket: Socket) -> fanout.Member:
-    member = await fanout.join(layer, GROUP, socket.name, socket.send)
+async def live_member(layer, socket: Socket, **options) -> fanout.Member:
+    member = await fanout.join(layer, GROUP, socket.name, socket.send, **options)
     await fanout.go_live(member)
     return member
 
@@ -133,9 +133,88 @@ async def test_a_socket_whose_send_fails_leaves_the_room(channel_layer):
     await channel_layer.group_send(GROUP, broadcast("two"))
     await ann.wait_for(lambda: ann.frames == ["one", "two"], "both messages")
     assert "gone" not in fanout.FANOUTS[channel_layer][GROUP].members
-    assert members[0].pending == []  # nothing kept for it either
+    assert not members[0].pending  # nothing kept for it either
     for member in members:
         await fanout.leave(channel_layer, GROUP, member)
+
+
+class Flow:
+    """A server's ``SEND_READY`` hint for one socket: ``ready()`` until ``full``; its
+    sends wait while full, as uvicorn's do at the write buffer's high-water mark."""
+
+    def __init__(self, socket: Socket) -> None:
+        self.socket = socket
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.sent_at_once = 0
+
+    def ready(self) -> bool:
+        return self.writable.is_set()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.writable.is_set():
+            self.sent_at_once += 1
+        await self.writable.wait()
+        await self.socket.send(message)
+
+
+async def test_a_socket_that_cannot_take_a_frame_holds_no_one_up(channel_layer, monkeypatch):
+    monkeypatch.setattr(fanout, "SEND_TIMEOUT", 60)  # only the buffer's bound applies
+    monkeypatch.setattr(fanout, "MEMBER_BUFFER_LIMIT", 10)
+    full, ann = Socket("full"), Socket("ann")
+    flows = [Flow(full), Flow(ann)]
+    members = [await live_member(channel_layer, flow.socket, ready=flow.ready) for flow in flows]
+    members[0].send = flows[0].send
+    members[1].send = flows[1].send
+    flows[0].writable.clear()
+    for text in ("one", "two", "three", "four"):
+        await channel_layer.group_send(GROUP, broadcast(text))
+    await ann.wait_for(lambda: len(ann.frames) == 4, "every message")
+    assert flows[1].sent_at_once == 4  # written at once, no task, no wait
+    # Frames waited for the full socket until its buffer's bound (10 characters),
+    # and then it was dropped, and closed once it could take the close.
+    assert "full" not in fanout.FANOUTS[channel_layer][GROUP].members
+    flows[0].writable.set()
+    await full.wait_for(lambda: full.closed == [CLOSE_TOO_SLOW], "the close")
+    for member in members:
+        await fanout.leave(channel_layer, GROUP, member)
+
+
+async def test_a_room_whose_last_socket_was_dropped_mid_broadcast_leaves_its_group(
+    channel_layer, monkeypatch
+):
+    monkeypatch.setattr(fanout, "SEND_TIMEOUT", 0.2)
+    discarded = mock.AsyncMock(side_effect=channel_layer.group_discard)
+    monkeypatch.setattr(channel_layer, "group_discard", discarded)
+    stuck, gone = Socket("stuck", stuck=True), Socket("gone", gone=True)
+    members = [await live_member(channel_layer, s) for s in (stuck, gone)]
+    room = fanout.FANOUTS[channel_layer][GROUP]
+    await channel_layer.group_send(GROUP, broadcast("one"))
+    await stuck.wait_for(lambda: stuck.closed == [CLOSE_TOO_SLOW], "the close")
+    assert room.members == {}  # both out of the group: one failed, one too slow
+    for member in members:  # their consumers end, and leave
+        await fanout.leave(channel_layer, GROUP, member)
+    assert GROUP not in fanout.FANOUTS[channel_layer]
+    assert [c.args for c in discarded.await_args_list] == [(GROUP, room.channel)]
+
+
+async def test_a_dropped_socket_is_closed_through_its_consumer_once(channel_layer, monkeypatch):
+    monkeypatch.setattr(fanout, "SEND_TIMEOUT", 0.2)
+    stuck = Socket("stuck", stuck=True)
+    closes: list[int] = []
+    closed = asyncio.Event()
+
+    async def close(code: int) -> None:
+        closes.append(code)
+        closed.set()
+
+    member = await live_member(channel_layer, stuck, close=close)
+    await channel_layer.group_send(GROUP, broadcast("one"))
+    async with asyncio.timeout(TIMEOUT):
+        await closed.wait()
+    assert closes == [CLOSE_TOO_SLOW]
+    assert stuck.closed == []  # not through the raw send
+    await fanout.leave(channel_layer, GROUP, member)
 
 
 class FailingLayer:

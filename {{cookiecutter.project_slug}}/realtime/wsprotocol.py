@@ -1,0 +1,114 @@
+"""uvicorn's WebSocket protocol (``websockets-sansio``), with what a socket may cost
+bounded whatever its client sends or fails to read.
+
+The server runs it with ``--ws realtime.wsprotocol:WebSocketProtocol`` (every web
+command: the Procfile, the Dockerfile, the compose and systemd files). It is
+uvicorn's own Sans-I/O protocol plus:
+
+- a client that does not read what the server writes is cut off: uvicorn answers
+  each ping with a pong written straight to the socket, unlike the application's
+  frames, which wait while its write buffer is full. A client that sends pings and
+  never reads the pongs grew the server by 185 MB in 12 s. Once the buffer holds
+  more than ``WRITE_BUFFER_LIMIT`` bytes after the client's data is handled, or
+  stays above the transport's high-water mark for ``WRITE_STALL_TIMEOUT`` seconds,
+  the connection is aborted (nothing more can reach that client anyway), with one
+  INFO line;
+- the application can tell whether a send would return at once: the scope's
+  ``realtime.send_ready`` extension (``realtime.fanout.SEND_READY``), so that a
+  group's fan-out writes to the sockets that can take a frame and buffers for the
+  others, never waiting on one;
+- a text frame that is not UTF-8 is closed with 1007 and one INFO line, not
+  uvicorn's traceback per frame.
+
+Applications see no difference: the same ASGI messages, in the same order.
+https://www.uvicorn.org/settings/#implementation
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+logger = logging.getLogger(__name__)
+
+# Bytes the write buffer may hold once a client's data is handled: above this the
+# client sends (pings) faster than it reads. Far above what the application's writes
+# leave there (they wait at the transport's high-water mark, 64 KiB, plus one frame).
+WRITE_BUFFER_LIMIT = 1024 * 1024
+# Seconds the write buffer may stay above the high-water mark: a client that reads
+# nothing for that long is gone or stuck. Shorter than --ws-ping-timeout (30 s),
+# whose close would itself wait behind the full buffer.
+WRITE_STALL_TIMEOUT = 20.0
+CLOSE_INVALID_DATA = 1007
+# realtime.fanout.SEND_READY (not imported: this module loads before Django is set up).
+SEND_READY = "realtime.send_ready"
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's Sans-I/O WebSocket protocol with a bounded write buffer and quiet
+    handling of invalid UTF-8."""
+
+    stall_timer: asyncio.TimerHandle | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        if self.handshake_initiated and not self.close_sent:
+            # The application has not started yet: its task runs on the next turn.
+            self.scope["extensions"][SEND_READY] = {"ready": self.writable.is_set}
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            self.cut_off("sends without reading what it is sent")
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.stall_timer is None:
+            self.stall_timer = self.loop.call_later(
+                WRITE_STALL_TIMEOUT, self.cut_off, "has read nothing for too long"
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.cancel_stall_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cancel_stall_timer()
+        super().connection_lost(exc)
+
+    def cancel_stall_timer(self) -> None:
+        if self.stall_timer is not None:
+            self.stall_timer.cancel()
+            self.stall_timer = None
+
+    def cut_off(self, why: str) -> None:
+        """Drop the connection at once: a close frame would wait behind the buffer."""
+        self.stall_timer = None
+        if self.disconnected:
+            return
+        logger.info("closing WebSocket from %s: the client %s", self.client_text(), why)
+        # The application's next send raises ClientDisconnected, as on any lost client.
+        self.transport.abort()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent and not is_utf8(self.frames):
+            self.frames = []
+            logger.info("closing WebSocket from %s: a text frame is not UTF-8", self.client_text())
+            self.conn.send_close(CLOSE_INVALID_DATA, "invalid UTF-8")
+            self.handle_parser_exception()
+            return
+        super().send_receive_event_to_app()
+
+    def client_text(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "unknown client"
+
+
+def is_utf8(parts: list[bytes]) -> bool:
+    try:
+        b"".join(parts).decode()
+    except UnicodeDecodeError:
+        return False
+    return True
