@@ -131,9 +131,9 @@ class RequestWindow:
 
 
 def history_within_bytes(frame: dict[str, Any], *, keep: str = "oldest") -> dict[str, Any]:
-    """A history frame cut to ``CHAT_HISTORY_MAX_BYTES`` encoded: the oldest messages
-    kept in a reply to a history request (it then says ``"more": true`` and the client
-    asks again after the last one), the newest in the history a socket opens with."""
+    """A history frame cut to ``CHAT_HISTORY_MAX_BYTES`` encoded, saying ``"more":
+    true``: the oldest messages kept in a reply to a history request (the client asks
+    again after the last one), the newest in the history a socket opens with."""
     limit = settings.CHAT_HISTORY_MAX_BYTES - len(',"more":true')
     size = len(encode(frame).encode("utf-8"))
     if size <= limit:
@@ -142,10 +142,7 @@ def history_within_bytes(frame: dict[str, Any], *, keep: str = "oldest") -> dict
     while kept and size > limit:
         dropped = kept.pop(0 if keep == "newest" else -1)
         size -= len(encode(dropped).encode("utf-8")) + 1  # and its comma
-    cut = {**frame, "messages": kept}
-    if "after" in frame:
-        cut["more"] = True
-    return cut
+    return {**frame, "messages": kept, "more": True}
 
 
 class RoomLimitReached(Exception):

@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import selectors, services
+from chat import limits, selectors, services
 from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import (
@@ -35,6 +35,7 @@ from realtime.dispatch import FastDispatchMixin
 from realtime.fanout import FanoutMixin
 from realtime.faults import LayerFaultsMixin
 from realtime.frames import ClientError, encode, error_frame
+from realtime.guards import client_address
 
 
 class ChatConsumer(
@@ -61,7 +62,16 @@ class ChatConsumer(
         if await self.refused_at_handshake():
             return
         user = self.scope["user"]
-        self.room = await database_sync_to_async(services.room_get_or_create)(name=room_name)
+        try:
+            self.room = await database_sync_to_async(limits.room_get_or_create_limited)(
+                name=room_name, user=user, address=client_address(self.scope)
+            )
+        except limits.RoomLimitReached:
+            await self.refuse_new_room()
+            return
+        self.history_requests = limits.RequestWindow(
+            limit=settings.CHAT_HISTORY_REQUESTS_PER_MINUTE, seconds=60
+        )
         # The room's broadcasts reach this socket through the process's fan-out, which
         # holds them back until the history below has been sent.
         await self.join_fanout(self.room.group_name)
@@ -72,8 +82,17 @@ class ChatConsumer(
         recent = await database_sync_to_async(selectors.message_list_recent)(
             room=self.room, limit=settings.CHAT_HISTORY_LENGTH
         )
-        await self.send(text_data=encode(history_frame(recent, self.room.name)))
+        frame = limits.history_within_bytes(history_frame(recent, self.room.name), keep="newest")
+        await self.send(text_data=encode(frame))
         await self.fanout_live()
+
+    async def refuse_new_room(self) -> None:
+        """Accept, say why in an error frame, and close with 4430: a browser sees the
+        code (a close before accept() reaches it as a bare HTTP 403)."""
+        await self.accept()
+        error = ClientError("room_limit", "Too many new rooms; join an existing one.")
+        await self.send(text_data=encode(error_frame(error)))
+        await self.close(code=limits.CLOSE_ROOM_LIMIT)
 
     async def remember_room(self, room_name: str) -> None:
         """Store the room in the visitor's session. A WebSocket never saves the
@@ -119,10 +138,15 @@ class ChatConsumer(
 
     async def send_history(self, action: RequestHistory) -> None:
         room = self.joined_room()
+        if not self.history_requests.allow():
+            error = ClientError("rate_limited", "Too many history requests; wait a minute.")
+            await self.send(text_data=encode(error_frame(error)))
+            return
         messages = await database_sync_to_async(selectors.message_list_after)(
             room=room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH
         )
-        await self.send(text_data=encode(history_frame(messages, room.name)))
+        frame = history_frame(messages, room.name)
+        await self.send(text_data=encode(limits.history_within_bytes(frame)))
 
     def joined_room(self) -> Room:
         """The room; frames only arrive after connect() accepted, so it is set."""

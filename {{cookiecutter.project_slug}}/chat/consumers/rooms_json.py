@@ -28,14 +28,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from chat import selectors, services
+from chat import limits, selectors, services
 from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import ack_frame, message_client_id, message_frame, message_text
 from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
 from realtime.faults import LayerFaultsMixin
 from realtime.frames import ClientError, JsonFramesMixin
-from realtime.guards import GuardsMixin
+from realtime.guards import GuardsMixin, client_address
 
 # How many rooms one socket may be in at once.
 MAX_ROOMS_PER_SOCKET = 20
@@ -87,7 +87,12 @@ class RoomsJsonConsumer(
             raise ClientError(
                 "too_many_rooms", f"One socket may join {MAX_ROOMS_PER_SOCKET} rooms."
             )
-        room = await database_sync_to_async(services.room_get_or_create)(name=name)
+        try:
+            room = await database_sync_to_async(limits.room_get_or_create_limited)(
+                name=name, user=self.scope["user"], address=client_address(self.scope)
+            )
+        except limits.RoomLimitReached:
+            raise ClientError("room_limit", "Too many new rooms; join an existing one.") from None
         await self.join_group(room.group_name)
         self.rooms[name] = room
         recent = await database_sync_to_async(selectors.message_list_recent)(

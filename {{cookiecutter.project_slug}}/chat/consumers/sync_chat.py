@@ -21,7 +21,7 @@ from asgiref.sync import async_to_sync
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
 
-from chat import selectors, services
+from chat import limits, selectors, services
 from chat.models import Room
 from chat.protocol import (
     CLOSE_INVALID_ROOM,
@@ -34,7 +34,7 @@ from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
 from realtime.closecodes import CLOSE_LOGGED_OUT
 from realtime.faults import LayerFaultsMixin
 from realtime.frames import ClientError, encode, error_frame
-from realtime.guards import SyncGuardsMixin
+from realtime.guards import SyncGuardsMixin, client_address
 
 
 class SyncChatConsumer(LayerFaultsMixin, SyncGuardsMixin, WebsocketConsumer):
@@ -51,13 +51,26 @@ class SyncChatConsumer(LayerFaultsMixin, SyncGuardsMixin, WebsocketConsumer):
             return
         if self.refused_at_handshake():
             return
-        self.room = services.room_get_or_create(name=room_name)
+        try:
+            self.room = limits.room_get_or_create_limited(
+                name=room_name, user=self.scope["user"], address=client_address(self.scope)
+            )
+        except limits.RoomLimitReached:
+            self.accept()  # so that the client sees the code (see ChatConsumer)
+            error = ClientError("room_limit", "Too many new rooms; join an existing one.")
+            self.send(text_data=encode(error_frame(error)))
+            self.close(code=limits.CLOSE_ROOM_LIMIT)
+            return
+        self.history_requests = limits.RequestWindow(
+            limit=settings.CHAT_HISTORY_REQUESTS_PER_MINUTE, seconds=60
+        )
         self.join_group(self.room.group_name)
         if self.scope["user"].is_authenticated:
             self.join_group(user_group_name(self.scope["user"].pk))
         self.accept()
         recent = selectors.message_list_recent(room=self.room, limit=settings.CHAT_HISTORY_LENGTH)
-        self.send(text_data=encode(history_frame(recent, self.room.name)))
+        frame = limits.history_within_bytes(history_frame(recent, self.room.name), keep="newest")
+        self.send(text_data=encode(frame))
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room is None:
@@ -87,11 +100,15 @@ class SyncChatConsumer(LayerFaultsMixin, SyncGuardsMixin, WebsocketConsumer):
                 self.send(text_data=encode(ack_frame(message, action.client_id)))
             if new:
                 async_to_sync(services.message_publish)(message=message, room=self.room)
+        elif not self.history_requests.allow():
+            refusal = ClientError("rate_limited", "Too many history requests; wait a minute.")
+            self.send(text_data=encode(error_frame(refusal)))
         else:
             found = selectors.message_list_after(
                 room=self.room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH
             )
-            self.send(text_data=encode(history_frame(found, self.room.name)))
+            frame = history_frame(found, self.room.name)
+            self.send(text_data=encode(limits.history_within_bytes(frame)))
 
     # Channel-layer events, the same ones ChatConsumer handles.
     def chat_message(self, event: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from chat import services
+from chat.models import Message
 from chat.tests.conftest import ARTIFACTS_DIR, DESKTOP_SIZE, png_size_and_colours
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("browser_pool")]
@@ -522,7 +523,6 @@ class ChatInTheBrowserTests(BrowserTestCase):
         assert result["firstMax"] < 500
         assert 14000 < result["cappedMax"] < 15000
         assert result["cappedMin"] == 0
-
 
     def test_bidirectional_controls_in_a_message_are_not_shown(self) -> None:
         """A message with a right-to-left override (U+202E) and isolates arrives through
