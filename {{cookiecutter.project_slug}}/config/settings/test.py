@@ -57,13 +57,14 @@ CHANNEL_LAYERS = channel_layers(
     sentinel_password=env_str("REDIS_SENTINEL_PASSWORD"),
 )
 
+# The suite's clients and servers all share loopback and run within minutes of one
+# another: the limits counted per address are off here, and chat/tests/test_limits.py
+# turns each on at base.py's value.
+WEBSOCKET_MAX_SOCKETS_PER_ADDRESS = 0
+
 # The example chat's worker channel: the Pub/Sub layer does not prefix named channels,
 # so it is named after the run, and runs sharing one Redis never take each other's jobs.
 CHAT_WORKER_CHANNEL = f"chat-worker-{TEST_RUN_ID}"
-
-# The suite's clients and servers all share loopback and run within minutes of one
-# another: the limits counted per address are off here; chat/tests/test_limits.py
-# turns each on at base.py's value.
-WEBSOCKET_MAX_SOCKETS_PER_ADDRESS = 0
+# Its limits counted per address, off here as the socket cap above is.
 CHAT_HTTP_POSTS_PER_MINUTE = 0
 CHAT_ROOMS_PER_HOUR = 0
