@@ -65,6 +65,36 @@ const last = log.lastElementChild.getBoundingClientRect();
 return last.bottom <= log.getBoundingClientRect().bottom + 1;
 """
 BOUNDING_BOX = "return document.getElementById(arguments[0]).getBoundingClientRect().toJSON();"
+# Run in the page before its own scripts: the page's socket closes itself the first
+# time an ack frame arrives, before the page sees it, as a network that drops just
+# after the server stored a message would. window.acksLost and window.acksSeen count.
+LOSE_FIRST_ACK = """
+window.acksLost = 0;
+window.acksSeen = 0;
+const addListener = WebSocket.prototype.addEventListener;
+WebSocket.prototype.addEventListener = function (type, listener, options) {
+  if (type !== "message") {
+    return addListener.call(this, type, listener, options);
+  }
+  const socket = this;
+  const filtered = (event) => {
+    let frame = null;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {}
+    if (frame !== null && frame.type === "ack") {
+      if (window.acksLost === 0) {
+        window.acksLost += 1;
+        socket.close();
+        return;
+      }
+      window.acksSeen += 1;
+    }
+    listener.call(socket, event);
+  };
+  return addListener.call(this, type, filtered, options);
+};
+"""
 
 
 class LiveServerProcess(DaphneProcess):
@@ -543,6 +573,32 @@ class ChatInTheBrowserTests(BrowserTestCase):
         assert shown == {"text": "txt.exe x end", "dir": "auto", "senderDir": "auto"}
         stored = Message.objects.get(room__name="bidi").text
         assert stored == "\u202etxt.exe \u2066x\u2069 \u202aend\u202c"  # kept as sent
+
+    def test_a_message_whose_ack_was_lost_is_sent_again_and_stored_once(self) -> None:
+        """The socket drops after the server stored a message and before its ack
+        reached the page: once reconnected, the page sends the message again with the
+        same client id, and the server answers with the stored message instead of
+        storing a second copy (chat-socket.js, chat/protocol.py)."""
+        (browser,) = self.browsers.get(1)
+        script = browser.execute_cdp_cmd(  # type: ignore[attr-defined]
+            "Page.addScriptToEvaluateOnNewDocument", {"source": LOSE_FIRST_ACK}
+        )
+        try:
+            self.open_room(browser, "retry")
+            self.send(browser, "only once")
+            self.wait(browser, RECONNECT_SECONDS).until(
+                lambda driver: driver.execute_script("return window.acksSeen;") >= 1,
+                "the page did not send its unacknowledged message again",
+            )
+        finally:
+            browser.execute_cdp_cmd(  # type: ignore[attr-defined]
+                "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+            )
+        assert browser.execute_script("return window.acksLost;") == 1
+        stored = Message.objects.filter(room__name="retry").values_list("text", flat=True)
+        assert list(stored) == ["only once"]
+        assert [m["text"] for m in self.read_log(browser)] == ["only once"]
+        self.assert_no_console_errors(browser)
 
 
 @override_settings(CHAT_REQUIRE_LOGIN=True)

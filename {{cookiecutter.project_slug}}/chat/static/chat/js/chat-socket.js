@@ -6,12 +6,18 @@
 // - reconnects with capped, jittered exponential backoff;
 // - after a reconnect, asks for the messages sent while it was away
 //   ({"action": "history", "after": <last id seen>}), so none are missing;
+// - gives each message a random client id and keeps it until the server
+//   acknowledges it ({"type": "ack"}); after a reconnect it sends every message
+//   not yet acknowledged again, with the same id, and the server stores it once;
 // - ignores frame types it does not know, so an older page keeps working
 //   when the server learns new ones.
 // The frames themselves are described in chat/protocol.py.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
+// Reconnects after which a message still not acknowledged is given up (the server
+// refused it, or it is not this server's to store).
+const MAX_RESENDS = 5;
 
 // Close codes after which trying again by itself cannot help (chat/protocol.py);
 // the page says why and stops. Any other close (a restart, a dropped network, 4503
@@ -41,6 +47,13 @@ export function backoffDelay(attempt, random = Math.random) {
 
 const ignore = () => {};
 
+// 128 random bits as hex: crypto.getRandomValues works on plain-http pages too,
+// where crypto.randomUUID does not exist.
+export function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 export class ChatSocket {
   // handlers: onMessage(frame), onHistory(messages), onModerated(frame),
   // onError(frame), onState(state, detail); state is "connecting", "open",
@@ -56,6 +69,8 @@ export class ChatSocket {
       ...handlers,
     };
     this.lastId = 0;
+    // Messages sent and not yet acknowledged, in order: client id -> {text, resends}.
+    this.pending = new Map();
     this.attempt = 0;
     this.socket = null;
     this.timer = null;
@@ -75,6 +90,7 @@ export class ChatSocket {
       if (resumeAfter > 0) {
         socket.send(JSON.stringify({ action: "history", after: resumeAfter }));
       }
+      this.resendPending();
     });
     socket.addEventListener("message", (event) => this.dispatch(event.data));
     socket.addEventListener("close", (event) => {
@@ -107,6 +123,13 @@ export class ChatSocket {
     } else if (frame.type === "history" && Array.isArray(frame.messages)) {
       frame.messages.forEach((message) => this.remember(message));
       this.handlers.onHistory(frame.messages);
+    } else if (frame.type === "ack" && typeof frame.client_id === "string") {
+      // Stored: not sent again. The ack carries the stored message (for a retry, the
+      // copy stored before the drop; the log shows each id once).
+      this.pending.delete(frame.client_id);
+      if (frame.message !== null && typeof frame.message === "object") {
+        this.handlers.onMessage(frame.message);
+      }
     } else if (frame.type === "moderated") {
       this.handlers.onModerated(frame);
     } else if (frame.type === "error") {
@@ -144,8 +167,22 @@ export class ChatSocket {
     if (!this.isOpen()) {
       return false;
     }
-    this.socket.send(JSON.stringify({ message: text }));
+    const clientId = newClientId();
+    this.pending.set(clientId, { text, resends: 0 });
+    this.socket.send(JSON.stringify({ message: text, client_id: clientId }));
     return true;
+  }
+
+  // After a reconnect: the messages the server may not have stored, with their ids.
+  resendPending() {
+    for (const [clientId, entry] of this.pending) {
+      if (entry.resends >= MAX_RESENDS) {
+        this.pending.delete(clientId);
+        continue;
+      }
+      entry.resends += 1;
+      this.socket.send(JSON.stringify({ message: entry.text, client_id: clientId }));
+    }
   }
 
   close() {
