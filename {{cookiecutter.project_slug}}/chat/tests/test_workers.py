@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator
 from channels.worker import Worker
 from django.conf import settings
+from django.core.management import get_commands, load_command_class
 from django.test import override_settings
 
 from chat import services, workers
@@ -294,3 +295,10 @@ async def test_a_full_worker_channel_never_fails_a_post(make_communicator, caplo
     full = [r for r in caplog.records if "is full" in r.getMessage()]
     assert len(full) == 1, caplog.text
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_runworker_is_the_chat_apps_command():
+    """``manage.py runworker`` runs ModerationWorker: the chat app comes before
+    ``channels`` in INSTALLED_APPS, so Django finds the chat's command first."""
+    assert get_commands()["runworker"] == "chat"
+    assert load_command_class("chat", "runworker").worker_class is ModerationWorker

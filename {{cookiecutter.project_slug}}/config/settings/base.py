@@ -46,8 +46,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "accounts",
-    # Before channels: its runworker command replaces Channels' own (chat/workers.py).
     "chat",
+    # After the project's apps: a command of theirs replaces Channels' own of the same
+    # name (the chat's runworker, chat/workers.py).
     "channels",
     "scaffold",
 ]
