@@ -296,7 +296,16 @@ class Stack:
                  check=False)  # fmt: skip
 
     def logs(self) -> str:
-        return self.run("logs", "--no-color", "--tail", "200", timeout=60, check=False).stdout
+        """The services' last log lines, and each container's last health checks."""
+        logs = self.run("logs", "--no-color", "--tail", "200", timeout=60, check=False).stdout
+        ids = self.run("ps", "--all", "--quiet", timeout=60, check=False).stdout.split()
+        if ids:
+            health = docker(
+                "inspect", "--format", "{{.Name}} {{json .State.Health}}", *ids,
+                timeout=60, check=False,
+            )  # fmt: skip
+            logs += "\nhealth checks:\n" + health.stdout
+        return logs
 
     def leftovers(self) -> dict[str, list[str]]:
         """Containers, volumes and networks still labelled with this project."""

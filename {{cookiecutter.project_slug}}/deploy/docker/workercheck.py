@@ -20,23 +20,25 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-TIMEOUT_SECONDS = 4
+# Seconds the round trip may take, once Django's settings and the layer are loaded
+# (a loaded machine may take longer than that to start Python and import them).
+TIMEOUT_SECONDS = 5
 
 
-async def round_trip() -> None:
-    from channels.layers import get_channel_layer
+def crosses_processes(layer: Any) -> bool:
+    return layer is not None and not any(
+        "InMemory" in kind.__name__ for kind in type(layer).__mro__
+    )
 
-    layer = get_channel_layer()
-    if layer is None or any("InMemory" in kind.__name__ for kind in type(layer).__mro__):
-        raise RuntimeError(f"no channel layer that crosses processes: {layer!r}")
+
+async def round_trip(layer: Any) -> dict[str, Any]:
     # A channel of its own: the worker's channel and its jobs are left alone. Its
     # connections end with this process.
     channel = await layer.new_channel("health.")
     await layer.send(channel, {"type": "health.check"})
-    message = await layer.receive(channel)
-    if message.get("type") != "health.check":
-        raise RuntimeError(f"unexpected message {message!r}")
+    return await layer.receive(channel)
 
 
 def main() -> int:
@@ -44,7 +46,14 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
     try:
-        asyncio.run(asyncio.wait_for(round_trip(), TIMEOUT_SECONDS))
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if not crosses_processes(layer):
+            raise RuntimeError(f"no channel layer that crosses processes: {layer!r}")
+        message = asyncio.run(asyncio.wait_for(round_trip(layer), TIMEOUT_SECONDS))
+        if message.get("type") != "health.check":
+            raise RuntimeError(f"unexpected message {message!r}")
     except Exception as error:  # noqa: BLE001 - any failure means unhealthy
         print(f"unhealthy: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
