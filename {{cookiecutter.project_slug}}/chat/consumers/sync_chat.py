@@ -32,12 +32,12 @@ from chat.protocol import (
 )
 from chat.rooms import InvalidRoomName, user_group_name, validate_room_name
 from realtime.closecodes import CLOSE_LOGGED_OUT
-from realtime.faults import LayerFaultsMixin
 from realtime.frames import ClientError, encode, error_frame
 from realtime.guards import SyncGuardsMixin, client_address
 
 
-class SyncChatConsumer(LayerFaultsMixin, SyncGuardsMixin, WebsocketConsumer):
+# Not LayerFaultsMixin: its close() is a coroutine, for async consumers only.
+class SyncChatConsumer(SyncGuardsMixin, WebsocketConsumer):
     room: Room | None = None
 
     def requires_login(self) -> bool:
