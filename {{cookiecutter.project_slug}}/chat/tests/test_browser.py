@@ -580,7 +580,7 @@ class ChatInTheBrowserTests(BrowserTestCase):
         same client id, and the server answers with the stored message instead of
         storing a second copy (chat-socket.js, chat/protocol.py)."""
         (browser,) = self.browsers.get(1)
-        script = browser.execute_cdp_cmd(  # type: ignore[attr-defined]
+        script = browser.execute_cdp_cmd(
             "Page.addScriptToEvaluateOnNewDocument", {"source": LOSE_FIRST_ACK}
         )
         try:
@@ -591,7 +591,7 @@ class ChatInTheBrowserTests(BrowserTestCase):
                 "the page did not send its unacknowledged message again",
             )
         finally:
-            browser.execute_cdp_cmd(  # type: ignore[attr-defined]
+            browser.execute_cdp_cmd(
                 "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
             )
         assert browser.execute_script("return window.acksLost;") == 1

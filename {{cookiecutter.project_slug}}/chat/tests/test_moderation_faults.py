@@ -44,37 +44,44 @@ CATCH_UP_TIMEOUT = 60.0
 FAST = {"WEBSOCKET_RATE_LIMIT_PER_SECOND": "10000", "WEBSOCKET_RATE_LIMIT_BURST": "10000"}
 
 
-def post_many(client: ChatClient, texts: list[str], worker: Worker | None = None) -> list[int]:
+def post_many(
+    client: ChatClient, texts: list[str], moderated: list[int], worker: Worker | None = None
+) -> list[int]:
     """Post each text; the ids of the stored messages, in order (from the broadcast
-    frames). With a worker: kill it at the first moderation frame, mid-backlog."""
+    frames; the ids of moderation frames go to ``moderated``). With a worker: kill
+    it at the first moderation frame, mid-backlog."""
     for text in texts:
         client.post(text)
-    ids = []
+    ids: list[int] = []
     while len(ids) < len(texts) or (worker is not None and worker.exit_code is None):
         frame = client.frame()
         if frame["type"] == "message":
             ids.append(frame["id"])
-        else:
-            client.seen_moderated.append(frame["id"])
-            if worker is not None and worker.exit_code is None:
-                worker.popen.kill()
-                worker.wait_exit(timeout=10)
+            continue
+        moderated.append(frame["id"])
+        if worker is not None and worker.popen is not None and worker.exit_code is None:
+            worker.popen.kill()
+            worker.wait_exit(timeout=10)
     return ids
 
 
-def drain_moderated(client: ChatClient, until: set[int], timeout: float) -> None:
+def drain_moderated(
+    client: ChatClient, moderated: list[int], until: set[int], timeout: float
+) -> None:
+    """Read moderation frames into ``moderated`` until every id of ``until`` is in,
+    then for one more second (a duplicate would arrive right after)."""
     deadline = time.monotonic() + timeout
-    while not until <= set(client.seen_moderated):
+    while not until <= set(moderated):
         remaining = deadline - time.monotonic()
-        assert remaining > 0, f"not moderated: {sorted(until - set(client.seen_moderated))}"
+        assert remaining > 0, f"not moderated: {sorted(until - set(moderated))}"
         frame = client.frame(timeout=remaining)
         if frame["type"] == "moderated":
-            client.seen_moderated.append(frame["id"])
-    with contextlib.suppress(TimeoutError):  # a duplicate would arrive right after
+            moderated.append(frame["id"])
+    with contextlib.suppress(TimeoutError):
         while True:
             frame = client.frame(timeout=1)
             if frame["type"] == "moderated":
-                client.seen_moderated.append(frame["id"])
+                moderated.append(frame["id"])
 
 
 ROOM_MESSAGES = (
@@ -89,10 +96,13 @@ def count_messages(database_url: str, room: str, query: str) -> int:
     """How many of the room's messages in the servers' database the query counts."""
     if is_postgresql(database_url):
         with postgres_connect(database_url) as connection:
-            return connection.execute(query, [room]).fetchone()[0]
-    path = database_url.removeprefix("sqlite:///")
-    with contextlib.closing(sqlite3.connect(path, timeout=10)) as connection:
-        return connection.execute(query.replace("%s", "?"), [room]).fetchone()[0]
+            row = connection.execute(query, [room]).fetchone()
+    else:
+        path = database_url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as connection:
+            row = connection.execute(query.replace("%s", "?"), [room]).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def waiting_messages(database_url: str, room: str) -> int:
@@ -119,13 +129,13 @@ def test_a_killed_worker_and_expired_jobs_lose_no_moderation(kind, servers_datab
         web = AsgiServer("web", env, tmp_path)
         worker = Worker("worker", env, tmp_path, (WORKER_CHANNEL,))
         name = f"backlog-{secrets.token_hex(4)}"
+        moderated: list[int] = []
         with running(web, worker), chat_client(web, name) as ann:
-            ann.seen_moderated = []
             # Killed as soon as it has started on the backlog: the jobs it had taken
             # from Redis and not done die with it.
-            post_many(ann, [f"spam {n}" for n in range(BEFORE_KILL)], worker=worker)
+            post_many(ann, [f"spam {n}" for n in range(BEFORE_KILL)], moderated, worker=worker)
             killed_with = waiting_messages(servers_database, name)
-            second = post_many(ann, [f"spam while down {n}" for n in range(WHILE_DOWN)])
+            second = post_many(ann, [f"spam while down {n}" for n in range(WHILE_DOWN)], moderated)
             # The jobs of the messages posted meanwhile expire in the layer.
             client = redis.Redis.from_url(redis_server.url)
             try:
@@ -151,9 +161,9 @@ def test_a_killed_worker_and_expired_jobs_lose_no_moderation(kind, servers_datab
             # Announced to the room: all those the restarted worker checked. (One the
             # killed worker had hidden but not yet announced stays hidden: its room is
             # not told, docs/worker.md.)
-            drain_moderated(ann, set(second), timeout=CATCH_UP_TIMEOUT)
+            drain_moderated(ann, moderated, set(second), timeout=CATCH_UP_TIMEOUT)
         # None twice: no message announced or hidden twice.
-        assert [n for n, seen in Counter(ann.seen_moderated).items() if seen > 1] == []
+        assert [n for n, seen in Counter(moderated).items() if seen > 1] == []
         logged = hidden_lines(worker)
         assert set(second) <= set(logged)
         assert max(logged.values()) == 1
