@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
 import os
+import secrets
 import socket
 import struct
 import threading
@@ -17,15 +19,19 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+import redis
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from websockets.exceptions import ConnectionClosed
 
-from realtime.closecodes import CLOSE_RATE_LIMITED
+from realtime.closecodes import CLOSE_RATE_LIMITED, CLOSE_UNAVAILABLE
+from realtime.groups import frame_event
 from realtime.testing import report_figure
 from realtime.testing.processes import PROJECT_APP
 from realtime.testing.servers import (
     FRAME_TIMEOUT,
     LOOPBACK,
     AsgiServer,
+    RedisServer,
     WebSocketClient,
     running,
     server_env,
@@ -300,3 +306,105 @@ def test_sockets_that_do_not_read_cost_the_room_nothing(servers_database, tmp_pa
     assert slowed <= 2 * alone + 0.02
     assert "too slow for group" in log
     assert_quiet(log)
+
+
+# The channel layer on Redis.
+
+
+def group_members(redis_url: str, group: str) -> int:
+    """Members of the group in Redis (RedisChannelLayer keeps each group in a sorted
+    set, ``<prefix>:group:<name>``)."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=FRAME_TIMEOUT)
+    try:
+        keys = list(client.scan_iter(match=f"*:group:{group}", count=1000))
+        return sum(client.zcard(key) for key in keys)
+    finally:
+        client.close()
+
+
+async def broadcast_from_here(group: str, count: int) -> None:
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    try:
+        for _ in range(count):
+            frame = {"type": "message", "text": "x" * PADDING}
+            await layer.group_send(group, frame_event("tests.message", frame))
+    finally:
+        with contextlib.suppress(Exception):
+            await layer.close_pools()
+
+
+@pytest.mark.services
+def test_no_group_keeps_a_member_once_its_sockets_are_gone(servers_database, tmp_path):
+    redis_url = os.environ["REDIS_URL"]
+    env = server_env(
+        database_url=servers_database,
+        redis_url=redis_url,
+        layer_kind="redis",
+        WEBSOCKET_RATE_LIMIT_PER_SECOND="1000",
+        WEBSOCKET_RATE_LIMIT_BURST="1000",
+    )
+    web = LayerAppServer("web", env, tmp_path)
+    web.send_buffer = 64 * 1024
+    rooms = 5
+    left = []
+    with running(web):
+        for number in range(rooms):
+            room = f"leftovers-{number}-{secrets.token_hex(3)}"
+            group = f"tests.{room}"
+            with contextlib.ExitStack() as stack:
+                stuck = [
+                    stack.enter_context(raw_websocket(web, f"/ws/tests/{room}/")) for _ in range(3)
+                ]
+                assert group_members(redis_url, group) == 1  # the process's fan-out
+                # From another process (this one), so that the room's only local
+                # sockets on the server are the ones that read nothing.
+                asyncio.run(broadcast_from_here(group, 80))
+                # The room's last local sockets are dropped mid-broadcast (too slow),
+                # and only then go away.
+                deadline = time.monotonic() + LOG_TIMEOUT
+                while web.log_text().count(f"too slow for group {group}") < len(stuck):
+                    assert time.monotonic() < deadline, web.log()
+                    time.sleep(0.05)
+            deadline = time.monotonic() + LOG_TIMEOUT
+            while (members := group_members(redis_url, group)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            left.append(members)
+        log = web.log_text()
+    report_figure(
+        f"stale group members: {sum(1 for n in left if n)} of {rooms} rooms kept a member "
+        "after their last sockets were dropped mid-broadcast and closed"
+    )
+    assert left == [0] * rooms
+    assert_quiet(log)
+
+
+@pytest.mark.services("REDIS_URL")
+def test_a_redis_outage_closes_each_socket_once(servers_database, tmp_path):
+    redis_server = RedisServer(tmp_path)
+    sockets = 10
+    with running(redis_server):
+        env = server_env(
+            database_url=servers_database, redis_url=redis_server.url, layer_kind="redis"
+        )
+        with (
+            running(LayerAppServer("web", env, tmp_path)) as (web,),
+            contextlib.ExitStack() as stack,
+        ):
+            clients = [
+                WebSocketClient(stack.enter_context(websocket(web, "/ws/tests/outage/")))
+                for _ in range(sockets)
+            ]
+            for client in clients:
+                client.frame("hello")
+            redis_server.stop()
+            codes = [client.close_code(timeout=FRAME_TIMEOUT) for client in clients]
+            time.sleep(0.5)  # anything the server would log after the closes
+            log = web.log_text()
+    assert codes == [CLOSE_UNAVAILABLE] * sockets
+    for marker in ("Traceback", "Unexpected ASGI message", "RuntimeError"):
+        assert marker not in log, f"{marker!r} in the server's log:\n{log[-4000:]}"
+    warnings = log.count("WARNING")
+    report_figure(
+        f"redis outage: {sockets} sockets closed {CLOSE_UNAVAILABLE} once each; "
+        f"{warnings} warning lines (the layer's, ours to fix), no traceback"
+    )
