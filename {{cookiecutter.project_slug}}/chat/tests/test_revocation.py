@@ -194,14 +194,22 @@ async def test_the_sync_consumer_leaves_its_groups_when_a_handler_raises(
     channel_layer, make_communicator, make_user
 ):
     _, _, cookie = await signed_in(make_user)
-    socket = await join_chat(make_communicator, "/ws/chat-sync/lobby/", headers=[ORIGIN, cookie])
-    assert channel_layer.groups  # the room's group and the user's
+    added = mock.AsyncMock(side_effect=channel_layer.group_add)
+    discarded = mock.AsyncMock(side_effect=channel_layer.group_discard)
     crash = mock.patch.object(services, "message_create_once", side_effect=RuntimeError("boom"))
-    with crash:
-        await socket.send_json_to({"message": "this handler raises"})
-        with pytest.raises(RuntimeError, match="boom"):
-            await socket.wait(timeout=TIMEOUT)
-    assert not any(channel_layer.groups.values()), channel_layer.groups
+    with (
+        mock.patch.object(channel_layer, "group_add", new=added),
+        mock.patch.object(channel_layer, "group_discard", new=discarded),
+    ):
+        path = "/ws/chat-sync/lobby/"
+        socket = await join_chat(make_communicator, path, headers=[ORIGIN, cookie])
+        with crash:
+            await socket.send_json_to({"message": "this handler raises"})
+            with pytest.raises(RuntimeError, match="boom"):
+                await socket.wait(timeout=TIMEOUT)
+    joined = sorted(call.args for call in added.await_args_list)
+    assert len(joined) == 2  # the room's group and the user's
+    assert sorted(call.args for call in discarded.await_args_list) == joined
 
 
 # The event stream's guards.

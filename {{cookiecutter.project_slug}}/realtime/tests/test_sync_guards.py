@@ -4,6 +4,8 @@ check closing a socket whose session was deleted."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.generic.websocket import WebsocketConsumer
@@ -52,12 +54,13 @@ async def connected(cookie) -> WebsocketCommunicator:
 
 async def test_a_handler_that_raises_leaves_no_group(channel_layer, make_user):
     user = await database_sync_to_async(make_user)()
-    socket = await connected(await database_sync_to_async(session_cookie)(user))
-    assert channel_layer.groups[GROUP]
-    await socket.send_to(text_data="fail")
-    with pytest.raises(RuntimeError, match="the handler failed"):
-        await socket.wait(timeout=TIMEOUT)
-    assert not channel_layer.groups.get(GROUP)
+    discarded = mock.AsyncMock(side_effect=channel_layer.group_discard)
+    with mock.patch.object(channel_layer, "group_discard", new=discarded):
+        socket = await connected(await database_sync_to_async(session_cookie)(user))
+        await socket.send_to(text_data="fail")
+        with pytest.raises(RuntimeError, match="the handler failed"):
+            await socket.wait(timeout=TIMEOUT)
+    assert [call.args[0] for call in discarded.await_args_list] == [GROUP]
     assert socket_count(user_count_key(user.pk)) == 0
 
 
