@@ -36,6 +36,9 @@ Public (import these; each module's docstring says how to use it):
 - ``realtime.closecodes``: ``register(code, name, meaning)``, the registry of close
   codes apps add theirs to, and the layer's own ``CLOSE_*`` codes.
 - ``realtime.refuse.RefuseConsumer``: the last route, refusing unclaimed paths.
+- ``realtime.wsprotocol.WebSocketProtocol``: uvicorn's WebSocket protocol with each
+  socket's memory bounded (``--ws realtime.wsprotocol:WebSocketProtocol``, as every
+  web command runs it), and the ``SEND_READY`` hint the fan-out writes by.
 - ``realtime.testing``: the pytest plugin (``pytest_plugins = ["realtime.testing"]``):
   communicator and layer fixtures, and the services tier's server processes
   (``realtime.testing.servers``).
