@@ -296,7 +296,9 @@ class SocketGuards:
     def start_watching(self) -> None:
         """Re-check the session and renew the claims every check interval, from now
         until the consumer ends. Call on the event loop."""
-        self.watcher = asyncio.ensure_future(self.watch())
+        user = self.scope.get("user")
+        if self.claimed_counts or (user is not None and user.is_authenticated):
+            self.watcher = asyncio.ensure_future(self.watch())  # else nothing to check
 
     async def watch(self) -> None:
         user = self.scope.get("user")
