@@ -124,7 +124,7 @@ class SocketClaims:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.local: dict[str, dict[str, float]] = {}
-        self.scripts: dict[int, tuple[Any, Any]] = {}
+        self.scripts: tuple[Any, Any] | None = None
 
     def on_redis(self) -> bool:
         return isinstance(caches["default"], RedisCache)
@@ -133,11 +133,14 @@ class SocketClaims:
         """Run script ``which`` (0: claim, 1: count) on the set of ``key``."""
         backend = caches["default"]
         client = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
-        scripts = self.scripts.get(id(client))
-        if scripts is None:
-            scripts = (client.register_script(CLAIM_SCRIPT), client.register_script(COUNT_SCRIPT))
-            self.scripts[id(client)] = scripts
-        return int(scripts[which](keys=[backend.make_and_validate_key(key)], args=list(args)))
+        if self.scripts is None:  # registered once; each call names its client (a new
+            # one per get_client(), on the backend's shared connection pool)
+            self.scripts = (
+                client.register_script(CLAIM_SCRIPT),
+                client.register_script(COUNT_SCRIPT),
+            )
+        full_key = backend.make_and_validate_key(key)
+        return int(self.scripts[which](keys=[full_key], args=list(args), client=client))
 
     def claim(self, key: str, socket_id: str, limit: int) -> bool:
         """Count the socket under ``key`` if fewer than ``limit`` are (-1: whatever
