@@ -10,6 +10,7 @@ import secrets
 from unittest import mock
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers as layers_manager
 from channels.layers import get_channel_layer
@@ -17,6 +18,7 @@ from channels.testing import ApplicationCommunicator
 from channels.worker import Worker
 from django.conf import settings
 from django.core.management import get_commands, load_command_class
+from django.db import connection
 from django.test import override_settings
 
 from chat import services, workers
@@ -152,6 +154,32 @@ async def test_a_backlog_is_checked_in_bounded_batches_each_message_once(channel
     moderate_one = database_sync_to_async(services.message_moderate)
     assert await moderate_one(message_id=messages[0].pk) is None
     assert await Message.objects.filter(hidden=True, moderated_at__isnull=False).acount() == 7
+
+
+async def test_workers_at_once_claim_each_message_once(channel_layer):
+    """Claims from several connections at once, as several workers (or a worker and
+    its restarted self) make them: no message is checked twice."""
+    if not connection.features.has_select_for_update_skip_locked:
+        # SQLite's claims are single UPDATEs; the test database, in memory with a
+        # shared cache, refuses concurrent writers outright instead of waiting.
+        pytest.skip("concurrent claims need a database with SELECT ... SKIP LOCKED")
+    messages = [await store("lobby", f"spam {n}") for n in range(40)]
+
+    def claim() -> list[int]:
+        try:
+            return [m.pk for m in services.messages_moderate_pending(limit=7)[1]]
+        finally:
+            connection.close()  # this thread's own connection
+
+    hidden: list[int] = []
+    for _ in range(10):
+        rounds = await asyncio.gather(
+            *(sync_to_async(claim, thread_sensitive=False)() for _ in range(4))
+        )
+        hidden += [pk for batch in rounds for pk in batch]
+        if not any(rounds):
+            break
+    assert sorted(hidden) == [m.pk for m in messages]
 
 
 async def test_a_job_for_a_missing_message_does_nothing(channel_layer):
