@@ -9,7 +9,10 @@ Client to server (text frames, JSON objects):
 Server to client:
     {"type": "message", "id": 42, "room": "lobby", "username": "ann",
      "message": "hi", "created": "2026-01-01T12:00:00+00:00"}
-    {"type": "history", "room": "lobby", "messages": [<message frames>]}
+    {"type": "history", "room": "lobby", "messages": [<message frames>]}   on connect
+    {"type": "history", "room": "lobby", "messages": [...], "after": 41, "more": true}
+        the reply to a history request: a page of at most CHAT_HISTORY_LENGTH;
+        "more" says messages follow it, and the client asks again after the page
     {"type": "ack", "client_id": "k3x9", "message": <message frame>}   to the sender of
         a message with a client_id, once it is stored (a retry gets the stored one)
     {"type": "moderated", "id": 42, "room": "lobby"}   message 42 was hidden
@@ -140,12 +143,19 @@ def message_frame(message: Message, room_name: str) -> dict[str, Any]:
     }
 
 
-def history_frame(messages: Iterable[Message], room_name: str) -> dict[str, Any]:
-    return {
+def history_frame(
+    messages: Iterable[Message], room_name: str, *, after: int | None = None, more: bool = False
+) -> dict[str, Any]:
+    """The room's recent messages on connect; a reply to ``{"action": "history"}`` also
+    echoes its ``after`` and says whether ``more`` messages follow the page."""
+    frame: dict[str, Any] = {
         "type": "history",
         "room": room_name,
         "messages": [message_frame(message, room_name) for message in messages],
     }
+    if after is not None:
+        frame.update(after=after, more=more)
+    return frame
 
 
 def ack_frame(message: Message, client_id: str) -> dict[str, Any]:

@@ -29,7 +29,14 @@ def message_list_recent(*, room: Room, limit: int) -> list[Message]:
 
 def message_list_after(*, room: Room, after_id: int, limit: int) -> list[Message]:
     """Visible messages with an id above ``after_id``, oldest first, at most ``limit``."""
-    return list(room.messages.filter(hidden=False, id__gt=after_id).order_by("id")[:limit])
+    return message_page_after(room=room, after_id=after_id, limit=limit)[0]
+
+
+def message_page_after(*, room: Room, after_id: int, limit: int) -> tuple[list[Message], bool]:
+    """A page of ``message_list_after``, and whether more messages follow it (one row
+    more is read to know): a client catching up asks again until none do."""
+    rows = list(room.messages.filter(hidden=False, id__gt=after_id).order_by("id")[: limit + 1])
+    return rows[:limit], len(rows) > limit
 
 
 def message_get_by_client_id(*, sender: str, client_id: str) -> Message | None:

@@ -142,10 +142,10 @@ class ChatConsumer(
             error = ClientError("rate_limited", "Too many history requests; wait a minute.")
             await self.send(text_data=encode(error_frame(error)))
             return
-        messages = await database_sync_to_async(selectors.message_list_after)(
+        messages, more = await database_sync_to_async(selectors.message_page_after)(
             room=room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH
         )
-        frame = history_frame(messages, room.name)
+        frame = history_frame(messages, room.name, after=action.after, more=more)
         await self.send(text_data=encode(limits.history_within_bytes(frame)))
 
     def joined_room(self) -> Room:

@@ -104,10 +104,10 @@ class SyncChatConsumer(SyncGuardsMixin, WebsocketConsumer):
             refusal = ClientError("rate_limited", "Too many history requests; wait a minute.")
             self.send(text_data=encode(error_frame(refusal)))
         else:
-            found = selectors.message_list_after(
+            found, more = selectors.message_page_after(
                 room=self.room, after_id=action.after, limit=settings.CHAT_HISTORY_LENGTH
             )
-            frame = history_frame(found, self.room.name)
+            frame = history_frame(found, self.room.name, after=action.after, more=more)
             self.send(text_data=encode(limits.history_within_bytes(frame)))
 
     # Channel-layer events, the same ones ChatConsumer handles.

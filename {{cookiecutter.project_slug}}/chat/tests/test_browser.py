@@ -11,9 +11,11 @@ https://channels.readthedocs.io/en/stable/tutorial/part_4.html
 from __future__ import annotations
 
 import base64
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -46,6 +48,13 @@ WAIT_SECONDS = 30
 RECONNECT_SECONDS = 60
 SERVER_START_SECONDS = 30
 PHONE_SIZE = (375, 740)
+# History pages the client fetches by itself after a reconnect (chat-socket.js).
+RESYNC_PAGES = int(
+    re.search(
+        r"export const RESYNC_PAGES = (\d+);",
+        (Path(__file__).parents[1] / "static/chat/js/chat-socket.js").read_text(),
+    )[1]
+)
 PASSWORD = "correct-horse-battery-staple"
 
 # Everything the page shows about its messages, in one round trip.
@@ -265,8 +274,11 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
 
 class ChatInTheBrowserTests(BrowserTestCase):
     def test_the_lobby_form_opens_the_room(self) -> None:
+        # The lobby lists rooms with a message (chat/selectors.py), and no empty one.
         for name in ("general", "random", "release-2026"):
-            services.room_get_or_create(name=name)
+            room = services.room_get_or_create(name=name)
+            services.message_create(room=room, author=None, text=f"hello {name}")
+        services.room_get_or_create(name="empty")
         (browser,) = self.browsers.get(1)
         browser.get(self.live_server_url + reverse("chat:lobby"))
         assert settings.PROJECT_NAME in browser.title
@@ -424,6 +436,43 @@ class ChatInTheBrowserTests(BrowserTestCase):
         # While the server was down the browser logged failed connection attempts.
         self.assert_no_console_errors(alice, allowed=("WebSocket connection to",))
 
+    def test_a_long_absence_is_paged_in_and_what_is_left_is_said_and_loadable(self) -> None:
+        """Away while more was posted than the client pages in by itself (RESYNC_PAGES
+        pages of CHAT_HISTORY_LENGTH, plus the history a connection gets): the page
+        fetches those pages in order, then says plainly that some are not shown, and
+        its button loads the rest. No message is silently missing."""
+        (alice,) = self.browsers.get(1)
+        self.open_room(alice, "away")
+        self.send(alice, "before the drop")
+        self.wait_for_text(alice, "before the drop")
+        gap = alice.find_element(By.ID, "chat-gap")
+        assert not gap.is_displayed()
+
+        self.stop_live_server()
+        self.wait_for_state(alice, "reconnecting")
+        room = services.room_get_or_create(name="away")
+        paged = RESYNC_PAGES * settings.CHAT_HISTORY_LENGTH
+        missed = [f"missed {n}" for n in range(1, paged + 2 * settings.CHAT_HISTORY_LENGTH + 1)]
+        Message.objects.bulk_create(Message(room=room, text=text) for text in missed)
+        self.start_live_server(port=self._port)
+        self.wait_for_state(alice, "open", timeout=RECONNECT_SECONDS)
+
+        self.wait(alice).until(lambda driver: gap.is_displayed(), "the gap was never shown")
+        shown = [m["text"] for m in self.read_log(alice)]
+        recent = settings.CHAT_HISTORY_LENGTH  # what the new connection got on its own
+        assert shown == ["before the drop", *missed[:paged], *missed[-recent:]]
+        assert missed[paged:-recent]
+        assert not set(missed[paged:-recent]) & set(shown)
+
+        alice.find_element(By.ID, "chat-gap-load").click()
+        self.wait(alice).until(
+            lambda driver: len(self.read_log(driver)) == 1 + len(missed),
+            "the button did not load the rest",
+        )
+        assert [m["text"] for m in self.read_log(alice)] == ["before the drop", *missed]
+        self.wait(alice).until(lambda driver: not gap.is_displayed(), "the gap stayed shown")
+        self.assert_no_console_errors(alice, allowed=("WebSocket connection to",))
+
     def test_the_room_page_looks_finished_on_a_desktop_and_a_phone(self) -> None:
         ann = get_user_model().objects.create_user("ann", password=PASSWORD)
         bob = get_user_model().objects.create_user("bob", password=PASSWORD)
@@ -553,6 +602,77 @@ class ChatInTheBrowserTests(BrowserTestCase):
         assert result["firstMax"] < 500
         assert 14000 < result["cappedMax"] < 15000
         assert result["cappedMin"] == 0
+
+    def test_the_client_pages_a_resync_and_resumes_where_it_stopped(self) -> None:
+        """ChatSocket's resync on its own, with a stand-in socket: it asks page after
+        page while "more" is true, ignores replies to an older request, stops once it
+        reaches the history the connection brought, tells the page of a gap after
+        RESYNC_PAGES pages, and after another drop resumes from where the pages got
+        to, not from the newest message seen (which would skip the gap)."""
+        (browser,) = self.browsers.get(1)
+        self.open_room(browser, "paging")
+        result = browser.execute_async_script(
+            """
+            const [socketUrl, done] = arguments;
+            (async () => {
+              const { ChatSocket, RESYNC_PAGES } = await import(socketUrl);
+              const gaps = [];
+              const onGap = (gap) => gaps.push(gap);
+              const socket = new ChatSocket("/ws/chat/paging/", { onGap });
+              const sent = [];
+              const send = (text) => sent.push(JSON.parse(text));
+              socket.socket = { readyState: WebSocket.OPEN, send };
+              const page = (after, ids, more) => JSON.stringify({
+                type: "history", room: "paging", after, more,
+                messages: ids.map((id) => ({ type: "message", id, message: String(id) })),
+              });
+              const connectHistory = (ids) => JSON.stringify({
+                type: "history", room: "paging",
+                messages: ids.map((id) => ({ type: "message", id, message: String(id) })),
+              });
+              // Reconnected after id 10; the new connection's history starts at 500.
+              socket.dispatch(connectHistory([500, 501]));
+              socket.resync = { cursor: 10, pages: 0 };
+              socket.requestPage();
+              socket.dispatch(page(10, [11, 12], true));
+              socket.dispatch(page(10, [11, 12], true));   // a stale duplicate: ignored
+              socket.dispatch(page(12, [13, 14], true));
+              const afterTwo = sent.map((frame) => frame.after);
+              // Reaching the connection's own history ends it, "more" or not.
+              socket.dispatch(page(14, [499, 500], true));
+              const caughtUp = { resync: socket.resync, gaps: [...gaps], sent: sent.length };
+
+              // A long gap: RESYNC_PAGES pages, then the page is told.
+              socket.dispatch(connectHistory([9000]));
+              socket.resync = { cursor: 20, pages: 0 };
+              sent.length = 0;
+              socket.requestPage();
+              for (let n = 0; n < RESYNC_PAGES; n += 1) {
+                socket.dispatch(page(20 + n, [21 + n], true));
+              }
+              const asked = sent.length;
+              const gap = gaps[gaps.length - 1];
+              // Live messages move lastId on; a new connection resumes at the gap.
+              const live = { type: "message", id: 9001, message: "live" };
+              socket.dispatch(JSON.stringify(live));
+              const resync = socket.resync;
+              const resumeAt = resync !== null ? resync.cursor : socket.lastId;
+              socket.loadMissed();
+              return { afterTwo, caughtUp, asked, gap, resumeAt, lastId: socket.lastId,
+                       loadAsked: sent[sent.length - 1].after, RESYNC_PAGES };
+            })().then(done, (error) => done({ error: String(error) }));
+            """,
+            static("chat/js/chat-socket.js"),
+        )
+        assert "error" not in result, result
+        assert result["afterTwo"] == [10, 12, 14]
+        assert result["caughtUp"] == {"resync": None, "gaps": [None], "sent": 3}
+        assert result["asked"] == result["RESYNC_PAGES"]
+        last = 20 + result["RESYNC_PAGES"]
+        assert result["gap"] == {"after": last}
+        assert result["lastId"] == 9001
+        assert result["resumeAt"] == last
+        assert result["loadAsked"] == last
 
     def test_bidirectional_controls_in_a_message_are_not_shown(self) -> None:
         """A message with a right-to-left override (U+202E) and isolates arrives through

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from channels.db import database_sync_to_async
+from django.test import override_settings
 
 from chat.models import Message
 from chat.protocol import CLOSE_INVALID_ROOM
-from chat.services import message_post
+from chat.services import message_create, message_post, room_get_or_create
 from realtime.closecodes import CLOSE_NOT_FOUND
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -100,6 +102,32 @@ async def test_history_after_an_id_returns_what_was_missed(channel_layer, make_c
         missed = await ann.receive_json_from(timeout=TIMEOUT)
         assert missed["type"] == "history"
         assert [m["message"] for m in missed["messages"]] == ["two"]
+        assert (missed["after"], missed["more"]) == (seen["id"], False)
+    finally:
+        await ann.disconnect()
+
+
+@override_settings(CHAT_HISTORY_LENGTH=3)
+async def test_a_long_gap_comes_in_pages_until_none_follow(channel_layer, make_communicator):
+    room = await database_sync_to_async(room_get_or_create)(name="lobby")
+    missed = [
+        await database_sync_to_async(message_create)(room=room, author=None, text=f"m{n}")
+        for n in range(7)
+    ]
+    ann, _ = await join(make_communicator, "lobby")
+    try:
+        cursor, pages, seen = 0, [], []
+        while True:
+            await ann.send_json_to({"action": "history", "after": cursor})
+            page = await ann.receive_json_from(timeout=TIMEOUT)
+            assert page["after"] == cursor
+            pages.append(len(page["messages"]))
+            seen += [m["message"] for m in page["messages"]]
+            if not page["more"]:
+                break
+            cursor = page["messages"][-1]["id"]
+        assert pages == [3, 3, 1]
+        assert seen == [message.text for message in missed]
     finally:
         await ann.disconnect()
 

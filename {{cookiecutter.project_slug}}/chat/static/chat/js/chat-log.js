@@ -61,8 +61,18 @@ export class ChatLog {
   }
 
   add(message) {
+    const item = this.insert(message);
+    if (item !== null && (this.atBottom || item.classList.contains("mine"))) {
+      this.scrollToBottom();
+    }
+    return item !== null;
+  }
+
+  // Places the message; null when it is not one or is shown already. No scrolling:
+  // reading the layout after each of a thousand inserts would redo it a thousand times.
+  insert(message) {
     if (typeof message.id !== "number" || this.items.has(message.id)) {
-      return false;
+      return null;
     }
     const item = this.render(message);
     this.items.set(message.id, item);
@@ -70,15 +80,15 @@ export class ChatLog {
     if (this.empty) {
       this.empty.hidden = true;
     }
-    if (this.atBottom || item.classList.contains("mine")) {
-      this.scrollToBottom();
-    }
-    return true;
+    return item;
   }
 
   // History: the first one also tells whether the room is empty.
   addMany(messages) {
-    messages.forEach((message) => this.add(message));
+    const added = messages.map((message) => this.insert(message)).filter(Boolean);
+    if (added.length > 0 && this.atBottom) {
+      this.scrollToBottom();
+    }
     if (this.empty) {
       this.empty.hidden = this.items.size > 0;
     }

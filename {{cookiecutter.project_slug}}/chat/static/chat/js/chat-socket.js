@@ -5,7 +5,10 @@
 // - ws: or wss: to match the page, so https pages use an encrypted socket;
 // - reconnects with capped, jittered exponential backoff;
 // - after a reconnect, asks for the messages sent while it was away
-//   ({"action": "history", "after": <last id seen>}), so none are missing;
+//   ({"action": "history", "after": <last id seen>}), page after page while the
+//   server says more follow, up to RESYNC_PAGES; past them the page is told
+//   (onGap) and loads the rest when the user asks (loadMissed), so none go missing
+//   unseen;
 // - gives each message a random client id and keeps it until the server
 //   acknowledges it ({"type": "ack"}); after a reconnect it sends every message
 //   not yet acknowledged again, with the same id, and the server stores it once;
@@ -18,6 +21,9 @@ const MAX_DELAY_MS = 15000;
 // Reconnects after which a message still not acknowledged is given up (the server
 // refused it, or it is not this server's to store).
 const MAX_RESENDS = 5;
+// History pages a resync fetches by itself (the server's page is CHAT_HISTORY_LENGTH
+// messages); a longer absence asks the user before loading more.
+export const RESYNC_PAGES = 20;
 
 // Close codes after which trying again by itself cannot help (chat/protocol.py);
 // the page says why and stops. Any other close (a restart, a dropped network, 4503
@@ -57,7 +63,8 @@ export function newClientId() {
 export class ChatSocket {
   // handlers: onMessage(frame), onHistory(messages), onModerated(frame),
   // onError(frame), onState(state, detail); state is "connecting", "open",
-  // "reconnecting" or "closed".
+  // "reconnecting" or "closed"; onGap(gap): gap is {after: id} while missed messages
+  // wait for loadMissed(), null once the resync has caught up.
   constructor(path, handlers) {
     this.url = socketUrl(path);
     this.handlers = {
@@ -66,11 +73,16 @@ export class ChatSocket {
       onModerated: ignore,
       onError: ignore,
       onState: ignore,
+      onGap: ignore,
       ...handlers,
     };
     this.lastId = 0;
     // Messages sent and not yet acknowledged, in order: client id -> {text, resends}.
     this.pending = new Map();
+    // While catching up: {cursor: the last id the history pages reached, pages}.
+    this.resync = null;
+    // The first id of the history sent on connect: from there on the page has all.
+    this.recentFrom = Infinity;
     this.attempt = 0;
     this.socket = null;
     this.timer = null;
@@ -83,12 +95,15 @@ export class ChatSocket {
     const socket = new WebSocket(this.url);
     this.socket = socket;
     socket.addEventListener("open", () => {
-      // Read before any frame arrives: the id of the last message seen before the drop.
-      const resumeAfter = this.lastId;
+      // Read before any frame arrives: the id of the last message seen before the
+      // drop, or where an unfinished resync stopped (live messages since then do
+      // not close the gap before them).
+      const resumeAfter = this.resync !== null ? this.resync.cursor : this.lastId;
       this.attempt = 0;
       this.handlers.onState("open", {});
       if (resumeAfter > 0) {
-        socket.send(JSON.stringify({ action: "history", after: resumeAfter }));
+        this.resync = { cursor: resumeAfter, pages: 0 };
+        this.requestPage();
       }
       this.resendPending();
     });
@@ -123,6 +138,7 @@ export class ChatSocket {
     } else if (frame.type === "history" && Array.isArray(frame.messages)) {
       frame.messages.forEach((message) => this.remember(message));
       this.handlers.onHistory(frame.messages);
+      this.continueResync(frame);
     } else if (frame.type === "ack" && typeof frame.client_id === "string") {
       // Stored: not sent again. The ack carries the stored message (for a retry, the
       // copy stored before the drop; the log shows each id once).
@@ -141,6 +157,46 @@ export class ChatSocket {
   remember(message) {
     if (typeof message.id === "number" && message.id > this.lastId) {
       this.lastId = message.id;
+    }
+  }
+
+  requestPage() {
+    this.socket.send(JSON.stringify({ action: "history", after: this.resync.cursor }));
+  }
+
+  // A reply to a history request: ask for the next page while more follow.
+  continueResync(frame) {
+    const resync = this.resync;
+    if (frame.after === undefined) {
+      // The history sent on connect: the room's latest messages.
+      const ids = frame.messages.map((message) => message.id).filter(Number.isFinite);
+      this.recentFrom = ids.length > 0 ? Math.min(...ids) : Infinity;
+      return;
+    }
+    if (resync === null || frame.after !== resync.cursor) {
+      return; // a reply from before a reconnect
+    }
+    for (const message of frame.messages) {
+      if (typeof message.id === "number" && message.id > resync.cursor) {
+        resync.cursor = message.id;
+      }
+    }
+    resync.pages += 1;
+    if (frame.more !== true || resync.cursor >= this.recentFrom) {
+      this.resync = null;
+      this.handlers.onGap(null);
+    } else if (resync.pages < RESYNC_PAGES) {
+      this.requestPage();
+    } else {
+      this.handlers.onGap({ after: resync.cursor });
+    }
+  }
+
+  // The user asked for the rest of a gap: another RESYNC_PAGES pages.
+  loadMissed() {
+    if (this.resync !== null && this.isOpen()) {
+      this.resync.pages = 0;
+      this.requestPage();
     }
   }
 

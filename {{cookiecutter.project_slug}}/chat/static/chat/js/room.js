@@ -11,6 +11,7 @@ const form = document.getElementById("chat-form");
 const stateBadge = document.getElementById("connection-state");
 const stateText = stateBadge.querySelector(".state-text");
 const errorBox = document.getElementById("chat-error");
+const gapBox = document.getElementById("chat-gap");
 
 const log = new ChatLog(document.getElementById("chat-log"), {
   empty: document.getElementById("chat-empty"),
@@ -65,7 +66,12 @@ const socket = new ChatSocket(room.dataset.wsPath, {
   onModerated: (frame) => log.moderate(frame.id),
   onError: showError,
   onState: showState,
+  // A long absence: say plainly that missed messages are not shown, until loaded.
+  onGap: (gap) => {
+    gapBox.hidden = gap === null;
+  },
 });
+document.getElementById("chat-gap-load").addEventListener("click", () => socket.loadMissed());
 socket.connect();
 // Back online: try at once rather than wait out the backoff.
 window.addEventListener("online", () => socket.reconnectNow());
