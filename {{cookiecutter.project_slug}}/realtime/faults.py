@@ -5,7 +5,8 @@ receiving on its channel, sending to a group). Left alone, that exception reache
 the server, which logs a traceback and drops the socket. This mixin logs one
 warning and closes the socket with ``CLOSE_UNAVAILABLE`` (4503), which the browser
 client treats like any drop: it reconnects with backoff and resyncs history, so no
-stored message is missed once Redis is back. Put it first among a consumer's bases.
+stored message is missed once Redis is back. Put it first among an async consumer's
+bases (its ``close()`` is a coroutine, as theirs is).
 
 It also keeps the socket's closing to one close: ``close()`` is a no-op once the
 consumer (or its fan-out, realtime/fanout.py) closed the socket, where a second
