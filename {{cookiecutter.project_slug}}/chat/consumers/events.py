@@ -3,11 +3,14 @@
 Route: ``GET /chat/<room>/events/`` (``Accept: text/event-stream``). Browsers read it
 with ``new EventSource(url)``, which reconnects by itself and sends the id of the
 last event it saw in ``Last-Event-ID``; the stream then starts with the messages
-stored after that id, so none are missed. For a read-only feed (a wall display, a
-bot that only listens) this is simpler than a WebSocket and passes through any HTTP
-proxy. The stream goes through the pages' host check, HTTPS redirect and security
-headers (``PageChecksMixin``, realtime/pagechecks.py), which Django's middleware
-would not give a consumer's route. It honours the sockets' guards
+stored after that id, page by page, so none are missed. Past ``RESYNC_PAGES`` pages
+(an absence longer than the browser client pages in by itself) an ``event: gap``
+says where the rest starts (``{"type": "gap", "after": <id>}``), for
+``GET /chat/<room>/messages/?after=<id>``: nothing goes missing unsaid. For a
+read-only feed (a wall display, a bot that only listens) this is simpler than a
+WebSocket and passes through any HTTP proxy. The stream goes through the pages'
+host check, HTTPS redirect and security headers (``PageChecksMixin``,
+realtime/pagechecks.py), which Django's middleware would not give a consumer's route. It honours the sockets' guards
 (``HttpGuards``, realtime/guards.py): a stream counts against the per-user and
 per-address socket caps (429 past them), and it ends when its user logs out (the
 user's group, at once) or its session stops signing the user in (the session check).
@@ -40,6 +43,8 @@ from realtime.pagechecks import PageChecksMixin
 PLAIN_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 # Seconds between comment lines that keep idle proxies from closing the stream.
 KEEPALIVE_SECONDS = 20
+# History pages a resumed stream sends before it names a gap (as the browser client).
+RESYNC_PAGES = 20
 
 
 def sse_event(*, event: str, data: str, event_id: int | None = None) -> bytes:
@@ -101,14 +106,26 @@ class RoomEventsConsumer(PageChecksMixin, HttpGuards, AsyncHttpConsumer):
                 (b"x-accel-buffering", b"no"),
             ]
         )
-        missed = await database_sync_to_async(selectors.message_list_after)(
-            room=room, after_id=self.last_event_id(), limit=settings.CHAT_HISTORY_LENGTH
-        )
-        for message in missed:
-            frame = encode(message_frame(message, room.name))
-            await self.send_event(event="message", data=frame, event_id=message.pk)
+        await self.send_missed(room, after=self.last_event_id())
         await self.send_body(b": stream open\n\n", more_body=True)
         self.keepalive = asyncio.create_task(self.send_keepalives())
+
+    async def send_missed(self, room: Room, *, after: int) -> None:
+        """The messages after ``after``: a page for a new stream, up to RESYNC_PAGES
+        for a resumed one, then a gap event if more remain."""
+        for _ in range(RESYNC_PAGES if after else 1):
+            page, more = await database_sync_to_async(selectors.message_page_after)(
+                room=room, after_id=after, limit=settings.CHAT_HISTORY_LENGTH
+            )
+            for message in page:
+                frame = encode(message_frame(message, room.name))
+                await self.send_event(event="message", data=frame, event_id=message.pk)
+                after = message.pk
+            if not more:
+                return
+        if self.last_event_id():
+            gap = encode({"type": "gap", "room": room.name, "after": after})
+            await self.send_event(event="gap", data=gap)
 
     def last_event_id(self) -> int:
         for name, value in self.scope.get("headers", []):

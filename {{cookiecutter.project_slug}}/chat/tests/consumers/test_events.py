@@ -4,6 +4,7 @@ HttpCommunicator (complete responses) and ApplicationCommunicator (the stream)."
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 from channels.db import database_sync_to_async
@@ -89,6 +90,65 @@ async def test_last_event_id_resumes_after_the_missed_messages(channel_layer):
         assert await stream.chunk() == b": stream open\n\n"
     finally:
         await stream.close()
+
+
+async def read_events(stream: Stream) -> list[bytes]:
+    """The stream's events until it says it is open."""
+    events = []
+    while (chunk := await stream.chunk()) != b": stream open\n\n":
+        events.append(chunk)
+    return events
+
+
+@override_settings(CHAT_HISTORY_LENGTH=3)
+async def test_a_resumed_stream_pages_in_everything_it_missed(channel_layer):
+    first = await post("lobby", "seen")
+    missed = [await post("lobby", f"missed {n}") for n in range(8)]
+    stream = Stream("/chat/lobby/events/", [(b"last-event-id", str(first.pk).encode())])
+    try:
+        await stream.open()
+        events = await read_events(stream)
+    finally:
+        await stream.close()
+    assert [event.split(b"\n")[1] for event in events] == [b"id: %d" % m.pk for m in missed]
+
+
+@override_settings(CHAT_HISTORY_LENGTH=3)
+async def test_past_its_pages_a_resumed_stream_says_where_the_gap_starts(
+    channel_layer, monkeypatch
+):
+    monkeypatch.setattr("chat.consumers.events.RESYNC_PAGES", 2)
+    first = await post("lobby", "seen")
+    missed = [await post("lobby", f"missed {n}") for n in range(8)]
+    stream = Stream("/chat/lobby/events/", [(b"last-event-id", str(first.pk).encode())])
+    try:
+        await stream.open()
+        events = await read_events(stream)
+    finally:
+        await stream.close()
+    assert len(events) == 7
+    assert [event.split(b"\n")[1] for event in events[:6]] == [b"id: %d" % m.pk for m in missed[:6]]
+    gap = events[6].decode()
+    assert gap.startswith("event: gap\ndata: ")
+    assert json.loads(gap.split("data: ", 1)[1]) == {
+        "type": "gap",
+        "room": "lobby",
+        "after": missed[5].pk,
+    }
+
+
+@override_settings(CHAT_HISTORY_LENGTH=3)
+async def test_a_new_stream_sends_one_page_and_no_gap(channel_layer):
+    for n in range(5):
+        await post("lobby", f"old {n}")
+    stream = Stream("/chat/lobby/events/")
+    try:
+        await stream.open()
+        events = await read_events(stream)
+    finally:
+        await stream.close()
+    assert len(events) == 3
+    assert all(event.startswith(b"event: message\n") for event in events)
 
 
 async def test_a_bad_room_is_a_404_response(channel_layer):
