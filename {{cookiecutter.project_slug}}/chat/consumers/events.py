@@ -1,19 +1,19 @@
 """A room's new messages as server-sent events: an ``AsyncHttpConsumer``.
 
 Route: ``GET /chat/<room>/events/`` (``Accept: text/event-stream``). Browsers read it
-with ``new EventSource(url)``, which reconnects by itself and sends the id of the
-last event it saw in ``Last-Event-ID``; the stream then starts with the messages
-stored after that id, page by page, so none are missed. Past ``RESYNC_PAGES`` pages
-(an absence longer than the browser client pages in by itself) an ``event: gap``
-says where the rest starts (``{"type": "gap", "after": <id>}``), for
-``GET /chat/<room>/messages/?after=<id>``: nothing goes missing unsaid. For a
-read-only feed (a wall display, a bot that only listens) this is simpler than a
-WebSocket and passes through any HTTP proxy. The stream goes through the pages'
-host check, HTTPS redirect and security headers (``PageChecksMixin``,
-realtime/pagechecks.py), which Django's middleware would not give a consumer's route. It honours the sockets' guards
-(``HttpGuards``, realtime/guards.py): a stream counts against the per-user and
-per-address socket caps (429 past them), and it ends when its user logs out (the
-user's group, at once) or its session stops signing the user in (the session check).
+with ``new EventSource(url)``, which reconnects by itself and sends the id of the last
+event it saw in ``Last-Event-ID``; the stream then starts with the messages stored
+after that id, page by page, so none are missed. Past ``RESYNC_PAGES`` pages (an
+absence longer than the browser client pages in by itself) an ``event: gap`` says
+where the rest starts (``{"type": "gap", "after": <id>}``), for ``GET
+/chat/<room>/messages/?after=<id>``: nothing goes missing unsaid. For a read-only feed
+(a wall display, a bot that only listens) this is simpler than a WebSocket and passes
+through any HTTP proxy. The stream goes through the pages' host check, HTTPS redirect
+and security headers (``PageChecksMixin``, realtime/pagechecks.py), which Django's
+middleware would not give a consumer's route. It honours the sockets' guards
+(``HttpGuards``, realtime/guards.py): a stream counts against the per-user and per-
+address socket caps (429 past them), and it ends when its user logs out (the user's
+group, at once) or its session stops signing the user in (the session check).
 
 No long-poll endpoint is offered: SSE already gives a long-lived response with
 reconnection and resume built into the browser, and ``GET /chat/<room>/messages/
