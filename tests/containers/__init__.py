@@ -14,6 +14,7 @@ Every command here has a timeout; a stack is always taken down with its volumes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,29 @@ def compose_problem() -> str | None:
     if version.returncode != 0:
         return f"no Compose v2 plugin: {version.stderr.strip()[:200]} (.ci/run installs it)"
     return None
+
+
+@contextmanager
+def tier_lock(timeout: float = 2400) -> Iterator[None]:
+    """One stack at a time on this engine, across xdist workers and test sessions:
+    stacks of the same project share image tags, and two at once on two cores would
+    only slow each other past their health checks' bounds."""
+    path = Path(tempfile.gettempdir()) / "cookiecutter-channels-container-tier.lock"
+    with path.open("a") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    message = f"another container stack held {path} for {timeout:.0f} s"
+                    raise AssertionError(message) from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------
