@@ -37,6 +37,7 @@ from realtime.testing.servers import (
     server_env,
     websocket,
 )
+from realtime.wsprotocol import WRITE_STALL_TIMEOUT
 
 TEST_APP = "realtime.tests.asgi:application"
 # What the ping flood may add to the server's memory, in bytes.
@@ -407,4 +408,33 @@ def test_a_redis_outage_closes_each_socket_once(servers_database, tmp_path):
     report_figure(
         f"redis outage: {sockets} sockets closed {CLOSE_UNAVAILABLE} once each; "
         f"{warnings} warning lines (the layer's, ours to fix), no traceback"
+    )
+
+
+@pytest.mark.services
+def test_a_socket_that_stops_reading_is_cut_off_and_leaves_its_group(servers_database, tmp_path):
+    redis_url = os.environ["REDIS_URL"]
+    env = server_env(database_url=servers_database, redis_url=redis_url, layer_kind="redis")
+    web = LayerAppServer("web", env, tmp_path)
+    web.send_buffer = 64 * 1024
+    room = f"stopped-{secrets.token_hex(3)}"
+    group = f"tests.{room}"
+    with running(web), raw_websocket(web, f"/ws/tests/{room}/"):
+        assert group_members(redis_url, group) == 1
+        asyncio.run(broadcast_from_here(group, 80))
+        start = time.monotonic()
+        # Dropped (4408) once its buffer is full; its close cannot reach a client that
+        # reads nothing, so the server cuts it off, and its consumer leaves the group.
+        web.wait_for_log("has read nothing for too long", timeout=WRITE_STALL_TIMEOUT + 10)
+        cut_off = time.monotonic() - start
+        deadline = time.monotonic() + LOG_TIMEOUT
+        while group_members(redis_url, group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert group_members(redis_url, group) == 0
+        log = web.log_text()
+    assert f"too slow for group {group}" in log
+    assert_quiet(log)
+    report_figure(
+        f"a socket that stopped reading: dropped, cut off {cut_off:.1f}s after the broadcasts "
+        f"(WRITE_STALL_TIMEOUT {WRITE_STALL_TIMEOUT:g}s), its group empty"
     )
