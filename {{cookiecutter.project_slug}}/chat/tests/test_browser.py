@@ -48,13 +48,18 @@ WAIT_SECONDS = 30
 RECONNECT_SECONDS = 60
 SERVER_START_SECONDS = 30
 PHONE_SIZE = (375, 740)
-# History pages the client fetches by itself after a reconnect (chat-socket.js).
-RESYNC_PAGES = int(
-    re.search(
-        r"export const RESYNC_PAGES = (\d+);",
-        (Path(__file__).parents[1] / "static/chat/js/chat-socket.js").read_text(),
-    )[1]
-)
+
+
+def js_constant(name: str) -> int:
+    """A number the client module exports (chat-socket.js), so that tests follow it."""
+    source = (Path(__file__).parents[1] / "static/chat/js/chat-socket.js").read_text()
+    found = re.search(rf"export const {name} = (\d+);", source)
+    assert found is not None, name
+    return int(found[1])
+
+
+# History pages the client fetches by itself after a reconnect.
+RESYNC_PAGES = js_constant("RESYNC_PAGES")
 PASSWORD = "correct-horse-battery-staple"
 
 # Everything the page shows about its messages, in one round trip.
