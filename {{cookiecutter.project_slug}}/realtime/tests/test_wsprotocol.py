@@ -1,0 +1,152 @@
+"""realtime.wsprotocol in-process: uvicorn serving a bare ASGI echo application with
+the project's WebSocket protocol, and clients written by hand on loopback. The same
+behaviour against the project's own server processes is in test_server_limits.py
+(services tier); these need no service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import uvicorn
+
+from realtime import wsprotocol
+from realtime.tests.test_server_limits import PING, TEXT, client_frame, raw_websocket
+from realtime.wsprotocol import SEND_READY, WebSocketProtocol
+
+pytestmark = pytest.mark.asyncio
+
+LOOPBACK = "127.0.0.1"
+SEEN_SCOPES: list[dict[str, Any]] = []
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accept, echo text frames back, and end on disconnect."""
+    assert scope["type"] == "websocket"
+    SEEN_SCOPES.append(scope)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        else:
+            return
+
+
+class SmallSendBuffer(WebSocketProtocol):
+    """The protocol under test, with a kernel send buffer too small to hide what
+    piles up in the transport's own buffer (loopback would absorb megabytes)."""
+
+    def connection_made(self, transport: Any) -> None:
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        super().connection_made(transport)
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[SimpleNamespace]:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        echo, host=LOOPBACK, port=port, ws=SmallSendBuffer, lifespan="off", log_config=None
+    )
+    running = uvicorn.Server(config)
+    task = asyncio.create_task(running.serve())
+    deadline = time.monotonic() + 10
+    while not running.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        await asyncio.sleep(0.02)
+    yield SimpleNamespace(port=port, origin=f"http://{LOOPBACK}:{port}")
+    running.should_exit = True
+    await asyncio.wait_for(task, timeout=15)
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends until it closes or resets the connection."""
+    received = b""
+    sock.settimeout(timeout)
+    with contextlib.suppress(ConnectionResetError, TimeoutError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+async def test_frames_pass_through_and_the_app_can_ask_whether_a_send_is_ready(server):
+    def talk() -> bytes:
+        with raw_websocket(server, "/ws/echo/") as sock:
+            sock.sendall(client_frame(TEXT, "héllo".encode()))
+            return sock.recv(4096)
+
+    SEEN_SCOPES.clear()
+    reply = await asyncio.to_thread(talk)
+    assert reply == b"\x81\x06" + "héllo".encode()
+    ready = SEEN_SCOPES[-1]["extensions"][SEND_READY]["ready"]
+    assert ready() is True
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007_and_one_info_line(server, caplog):
+    def send_bad() -> bytes:
+        with raw_websocket(server, "/ws/echo/") as sock:
+            sock.sendall(client_frame(TEXT, b"\xff\xfe not utf-8"))
+            return read_until_closed(sock, timeout=5)
+
+    with caplog.at_level(logging.INFO, logger="realtime.wsprotocol"):
+        received = await asyncio.to_thread(send_bad)
+    assert received[:4] == b"\x88\x0f\x03\xef"  # a close frame, code 1007
+    lines = [record for record in caplog.records if record.name == "realtime.wsprotocol"]
+    assert [record.levelno for record in lines] == [logging.INFO]
+    assert "a text frame is not UTF-8" in lines[0].getMessage()
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+async def test_a_client_that_pings_and_never_reads_is_cut_off(server, caplog, monkeypatch):
+    monkeypatch.setattr(wsprotocol, "WRITE_BUFFER_LIMIT", 64 * 1024)
+
+    def flood() -> int:
+        sent = 0
+        with raw_websocket(server, "/ws/echo/", receive_buffer=2048) as sock:
+            ping = client_frame(PING, b"x" * 125)
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError, TimeoutError):
+                for _ in range(20000):  # 2.5 MB of pongs asked for, at most
+                    sock.sendall(ping)
+                    sent += 1
+        return sent
+
+    with caplog.at_level(logging.INFO, logger="realtime.wsprotocol"):
+        sent = await asyncio.to_thread(flood)
+        deadline = time.monotonic() + 10
+        while "sends without reading" not in caplog.text:
+            assert time.monotonic() < deadline, f"not cut off after {sent} pings"
+            await asyncio.sleep(0.05)
+    assert sent < 20000 or "sends without reading" in caplog.text
+
+
+async def test_a_client_that_reads_nothing_for_too_long_is_cut_off(server, caplog, monkeypatch):
+    monkeypatch.setattr(wsprotocol, "WRITE_STALL_TIMEOUT", 0.3)
+    big = "y" * 100
+
+    def stall() -> None:
+        # Each frame is echoed; the replies fill the server's buffer past its
+        # high-water mark while this client reads nothing.
+        with (
+            raw_websocket(server, "/ws/echo/", receive_buffer=2048) as sock,
+            contextlib.suppress(ConnectionResetError, BrokenPipeError, TimeoutError),
+        ):
+            for _ in range(3000):
+                sock.sendall(client_frame(TEXT, big.encode()))
+            time.sleep(1.5)
+
+    with caplog.at_level(logging.INFO, logger="realtime.wsprotocol"):
+        await asyncio.to_thread(stall)
+    assert "has read nothing for too long" in caplog.text or (
+        "sends without reading" in caplog.text
+    )
