@@ -147,7 +147,8 @@ class ModerationWorker(Worker):
             try:
                 # A group with no members: a round trip to Redis that leaves nothing.
                 await self.channel_layer.group_send(PROBE_GROUP, {"type": "chat.probe"})
-            except Exception:  # noqa: BLE001, S112 - still down: wait longer
+            # Still down, whatever the layer raised: wait longer, then try again.
+            except Exception:  # noqa: BLE001, S112  # nosec B112
                 continue
             logger.warning("channel layer back after %.1fs", self.loop.time() - since)
             back.set()
