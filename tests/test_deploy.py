@@ -1198,6 +1198,21 @@ def test_production_topology_runs_natively(channel_layer, tmp_path, uv_path):
         assert page.status == 200
         assert len(page.header("Strict-Transport-Security")) == 1
 
+        # A ticket in a handshake's query string stays out of nginx's access log,
+        # which keeps logging the pages (their queries included).
+        secret = f"ticket-{secrets.token_hex(8)}"
+        handshake = request(
+            https_port, host, f"/ws/chat/lobby/?ticket={secret}", tls=tls,
+            headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                     "Sec-WebSocket-Version": "13", "Origin": f"https://{host}"},
+        )  # fmt: skip
+        assert handshake.status == 403  # not a ticket the server issued
+        request(https_port, host, "/chat/?probe=page-query", tls=tls)
+        access_log = work / "access.log"
+        wait_until(lambda: "page-query" in access_log.read_text(), timeout=10, what="the log")
+        assert secret not in access_log.read_text()
+
         # Forwarding headers a client sends are replaced, not trusted: no redirect for
         # a claimed http, and the claimed address never reaches uvicorn's log.
         spoofed = request(
