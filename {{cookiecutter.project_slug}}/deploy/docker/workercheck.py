@@ -5,9 +5,9 @@ This sends a message to a fresh channel of the layer the worker's settings choos
 and reads it back: exit status 0 only when that layer answers within the timeout,
 with the worker's own environment (``REDIS_URL``, its password and settings). The
 in-memory layer fails the check: a worker on it would hear nothing from the web
-processes. A worker whose layer connection breaks exits, and its restart policy
-brings it back; this check makes a worker that cannot reach Redis show as
-unhealthy meanwhile, and lets ``docker compose up --wait`` wait for the worker.
+processes. A worker whose layer connection breaks waits the outage out and catches
+up from the database (chat/workers.py); this check makes a worker that cannot reach
+Redis show as unhealthy meanwhile, and lets ``docker compose up --wait`` wait for it.
 
     python deploy/docker/workercheck.py
 
