@@ -21,12 +21,17 @@ PRODUCTION_ENV = {
 }
 
 
-def run_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {
+def clean_environ() -> dict[str, str]:
+    """This process's environment without the variables the settings read."""
+    return {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
     }
+
+
+def run_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = clean_environ()
     return subprocess.run(  # noqa: S603 - fixed arguments, our own manage.py
         [sys.executable, "manage.py", "check", *args],
         cwd=ROOT,
@@ -68,11 +73,7 @@ print(json.dumps({
 
 
 def local_settings(env: dict[str, str]) -> dict[str, object]:
-    clean = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
-    }
+    clean = clean_environ()
     result = subprocess.run(  # noqa: S603 - fixed arguments, our own interpreter
         [sys.executable, "-c", LOCAL_PROBE],
         cwd=ROOT,

@@ -100,16 +100,21 @@ async def read_events(stream: Stream) -> list[bytes]:
     return events
 
 
-@override_settings(CHAT_HISTORY_LENGTH=3)
-async def test_a_resumed_stream_pages_in_everything_it_missed(channel_layer):
+async def resumed_after_missing(count: int) -> tuple[list, list[bytes]]:
+    """Post one message, then ``count`` more; resume a stream after the first."""
     first = await post("lobby", "seen")
-    missed = [await post("lobby", f"missed {n}") for n in range(8)]
+    missed = [await post("lobby", f"missed {n}") for n in range(count)]
     stream = Stream("/chat/lobby/events/", [(b"last-event-id", str(first.pk).encode())])
     try:
         await stream.open()
-        events = await read_events(stream)
+        return missed, await read_events(stream)
     finally:
         await stream.close()
+
+
+@override_settings(CHAT_HISTORY_LENGTH=3)
+async def test_a_resumed_stream_pages_in_everything_it_missed(channel_layer):
+    missed, events = await resumed_after_missing(8)
     assert [event.split(b"\n")[1] for event in events] == [b"id: %d" % m.pk for m in missed]
 
 
@@ -118,14 +123,7 @@ async def test_past_its_pages_a_resumed_stream_says_where_the_gap_starts(
     channel_layer, monkeypatch
 ):
     monkeypatch.setattr("chat.consumers.events.RESYNC_PAGES", 2)
-    first = await post("lobby", "seen")
-    missed = [await post("lobby", f"missed {n}") for n in range(8)]
-    stream = Stream("/chat/lobby/events/", [(b"last-event-id", str(first.pk).encode())])
-    try:
-        await stream.open()
-        events = await read_events(stream)
-    finally:
-        await stream.close()
+    missed, events = await resumed_after_missing(8)
     assert len(events) == 7
     assert [event.split(b"\n")[1] for event in events[:6]] == [b"id: %d" % m.pk for m in missed[:6]]
     gap = events[6].decode()
