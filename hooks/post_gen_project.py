@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -87,25 +86,6 @@ def write_env(root: Path) -> None:
     env.chmod(0o600)
 
 
-def init_git(root: Path) -> str:
-    """Make the project a git repository with every file staged (git is local: no
-    network), since pre-commit checks the files git tracks. A project generated inside
-    an existing repository stays part of it. Returns one line for the user."""
-    git = shutil.which("git")
-    if git is None:
-        return "git was not found: run `git init && git add -A` before `make pre-commit`."
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([git, *args], cwd=root, capture_output=True, text=True, check=False)
-
-    inside = run("rev-parse", "--show-toplevel")
-    if inside.returncode == 0:
-        return f"Inside the git repository {inside.stdout.strip()}: no repository of its own."
-    if run("init", "--quiet").returncode or run("add", "--all").returncode:
-        return "git init failed: run `git init && git add -A` before `make pre-commit`."
-    return "A git repository with every file staged (pre-commit checks what git tracks)."
-
-
 def shown_path(root: Path) -> str:
     """The project folder as the user's shell reaches it: relative to the folder they
     ran cookiecutter in (the shell's PWD; cookiecutter itself changes folder)."""
@@ -118,9 +98,9 @@ def shown_path(root: Path) -> str:
     return str(root.resolve())
 
 
-def next_steps(context: dict[str, str], where: str, git_line: str) -> str:
+def next_steps(context: dict[str, str], where: str) -> str:
     return (
-        f"\nCreated {where}/ ({context['project_name']}). {git_line}\n\n"
+        f"\nCreated {where}/ ({context['project_name']}).\n\n"
         "Run it (SQLite and the in-memory channel layer, no services needed):\n"
         f"    cd {where} && uv run python manage.py migrate && uv run python manage.py runserver\n"
         "    then open http://127.0.0.1:8000/chat/\n\n"
@@ -135,7 +115,7 @@ def main(context: dict[str, str], root: Path) -> int:
     place_compose_files(root, context)
     place_license(root, context["open_source_license"])
     write_env(root)
-    print(next_steps(context, shown_path(root), init_git(root)))
+    print(next_steps(context, shown_path(root)))
     return 0
 
 
