@@ -133,7 +133,7 @@ def test_the_readme_commands_work_on_a_machine_without_uv(clone, no_uv_env, tmp_
     assert "cd out/my_channels_project && uv run python manage.py migrate" in generated.stdout
 
     readme = (project / "README.md").read_text()
-    bootstrap, run_it = code_blocks(readme, "Run it")
+    bootstrap, run_it = code_blocks(readme, "Run it")[:2]
     assert "runserver" in run_it
     port = free_port()
     # The README's two blocks in one shell, the server on a port of the test's own.

@@ -21,8 +21,11 @@ import psutil
 import pytest
 import redis
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from django.conf import settings
+from django.test import override_settings
 from websockets.exceptions import ConnectionClosed
 
+from realtime.channel_layers import channel_layers as build_channel_layers
 from realtime.closecodes import CLOSE_RATE_LIMITED, CLOSE_UNAVAILABLE
 from realtime.groups import frame_event
 from realtime.testing import report_figure
@@ -324,7 +327,12 @@ def group_members(redis_url: str, group: str) -> int:
 
 
 async def broadcast_from_here(group: str, count: int) -> None:
-    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    # RedisChannelLayer, as the servers of these tests run, whatever this suite's kind.
+    config = build_channel_layers(
+        redis_url=os.environ["REDIS_URL"], kind="redis", prefix=f"test{settings.TEST_RUN_ID}"
+    )
+    with override_settings(CHANNEL_LAYERS=config):
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
     try:
         for _ in range(count):
             frame = {"type": "message", "text": "x" * PADDING}
