@@ -82,8 +82,12 @@ PRODUCTION_LIKE = {"ALLOWED_HOSTS": ["chat.example.com"], "SECURE_SSL_REDIRECT":
 def test_probes_answer_a_request_by_address(client, path):
     with override_settings(**PRODUCTION_LIKE):
         response = client.get(path, headers={"host": "10.0.0.5:8000"})
-        head = client.head(path, headers={"host": "10.0.0.5"})
     assert response.status_code == 200
+
+
+def test_a_probe_by_head_answers_too(client):
+    with override_settings(**PRODUCTION_LIKE):
+        head = client.head("/healthz", headers={"host": "10.0.0.5"})
     assert head.status_code == 200
 
 
