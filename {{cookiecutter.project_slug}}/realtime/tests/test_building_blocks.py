@@ -20,26 +20,9 @@ from realtime.closecodes import (
 )
 from realtime.testing import ORIGIN, session_cookie
 from realtime.tests.app import application, from_address
+from realtime.tests.clients import TIMEOUT, joined, refused
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-TIMEOUT = 3
-
-
-async def joined(path="/ws/tests/lobby/", headers=(), app=application):
-    communicator = WebsocketCommunicator(app, path, headers=[ORIGIN, *headers])
-    connected, code = await communicator.connect(timeout=TIMEOUT)
-    assert connected, code
-    assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "hello"
-    return communicator
-
-
-async def refused(path, headers=(), app=application):
-    communicator = WebsocketCommunicator(app, path, headers=[ORIGIN, *headers])
-    connected, code = await communicator.connect(timeout=TIMEOUT)
-    assert not connected
-    await communicator.disconnect()
-    return code
 
 
 async def test_frames_are_echoed_and_bad_ones_get_typed_errors(channel_layer):

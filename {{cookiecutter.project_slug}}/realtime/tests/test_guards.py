@@ -8,7 +8,7 @@ from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import HttpCommunicator, WebsocketCommunicator
+from channels.testing import HttpCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.test import override_settings
@@ -20,29 +20,13 @@ from realtime.closecodes import (
     CLOSE_TOO_MANY_SOCKETS,
 )
 from realtime.guards import still_signed_in
-from realtime.testing import ORIGIN, session_cookie
+from realtime.testing import session_cookie
 from realtime.tests.app import application, from_address, http_application
+from realtime.tests.clients import TIMEOUT, joined, refused
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
-TIMEOUT = 3
 CHECK = 0.1  # seconds between session checks in these tests
-
-
-async def joined(path, headers=(), app=application):
-    socket = WebsocketCommunicator(app, path, headers=[ORIGIN, *headers])
-    connected, code = await socket.connect(timeout=TIMEOUT)
-    assert connected, code
-    assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "hello"
-    return socket
-
-
-async def refused(path, headers=(), app=application):
-    socket = WebsocketCommunicator(app, path, headers=[ORIGIN, *headers])
-    connected, code = await socket.connect(timeout=TIMEOUT)
-    assert not connected
-    await socket.disconnect()
-    return code
 
 
 @override_settings(WEBSOCKET_SESSION_CHECK_SECONDS=CHECK)
