@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import hops, report
 from bench.load import MODES, Bench
 from bench.measure import machine
 from bench.processes import (
@@ -85,10 +87,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     what.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     what.add_argument(
         "--senders",
-        type=int,
-        default=100,
-        help="closed loop: members posting at once (all of a room of 100: with 50, the "
-        "project's server sat idle part of the time, waiting on round trips)",
+        type=int_list,
+        default=[10, 100],
+        help="closed loop: members posting at once, each waiting for its message to come "
+        "back (10: a room's usual load, where each message's own path sets the pace; "
+        "100: all of a room of 100, where batching does)",
     )
     what.add_argument("--rate", type=float_list, default=[1000.0], help="open loop: deliveries/s")
     what.add_argument("--storm", type=int, default=1000, help="storm: clients at once")
@@ -106,14 +109,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     where.add_argument(
         "--layer",
         choices=("memory", "redis", "redis_pubsub"),
-        default="memory",
-        help="channel layer of the servers chatbench starts",
+        help="channel layer of the servers chatbench starts (default: redis, as in "
+        "production, when redis-server is installed or --redis-url given; else memory)",
     )
     where.add_argument("--processes", type=int_list, default=[1], help="server processes, e.g. 1,2")
     where.add_argument("--command", help="server command (default: the Procfile's web line)")
     where.add_argument("--redis-url", help="Redis to use (default: a private redis-server)")
     where.add_argument("--database-url", help="database (default: a fresh SQLite file)")
-    where.add_argument("--worker", action="store_true", help="also run the moderation worker")
+    where.add_argument(
+        "--worker",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the moderation worker beside the servers, as in production (Redis layers)",
+    )
     where.add_argument(
         "--rate-limit", type=float, default=1e6, help="WEBSOCKET_RATE_LIMIT_PER_SECOND and BURST"
     )
@@ -125,6 +133,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     out.add_argument("--jsonl", help="write JSON lines here ('-': standard output)")
     out.add_argument("--plot", help="PNG of open-loop latency against offered load")
     out.add_argument("--logs", help="keep server logs in this folder")
+    out.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        help="run nothing: print each figure's change between two --jsonl files",
+    )
+    out.add_argument(
+        "--hops",
+        action="store_true",
+        help="time each hop of a message inside the project's servers (bench/hops.py)",
+    )
     args = parser.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
     unknown = set(args.modes) - set(MODES) or set(args.targets) - {"project", "tutorial"}
@@ -134,7 +153,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.targets, args.processes = ["url"], [1]
     if max(args.processes) > 1 and args.layer == "memory" and not args.url:
         parser.error("--processes above 1 needs a Redis layer (--layer redis or redis_pubsub)")
-    bounds = [*args.clients, args.storm, args.idle, args.senders, *args.processes]
+    if args.layer is None:
+        args.layer = "redis" if args.redis_url or shutil.which("redis-server") else "memory"
+    if args.layer == "memory":
+        args.worker = False  # nothing would reach it: the layer lives in each server
+    bounds = [*args.clients, args.storm, args.idle, *args.senders, *args.processes]
     if min(bounds) < 1 or args.duration <= 0 or min(args.rate) <= 0:
         parser.error("counts, rates and the duration must be positive")
     return args
@@ -157,21 +180,25 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: dict[str, lis
         row = await job(group)
         row.update(mode=mode, server=name, processes=processes, label=label(name, processes))
         rows.append(row)
-        print(f"  {mode:8} {row['label']:14} C={row['clients']}: done", file=sys.stderr)
+        senders = f" senders={row['senders']}" if "senders" in row else ""
+        print(f"  {mode:8} {row['label']:14} C={row['clients']}{senders}: done", file=sys.stderr)
 
     plan = []
     for mode in sorted(args.modes, key=RUN_ORDER.index):
-        if mode in ("saturate", "open"):
+        if mode == "saturate":
             for clients in args.clients:
-                for rate in args.rate if mode == "open" else [None]:
-                    plan.append((mode, clients, rate))
+                for senders in sorted({min(s, clients) for s in args.senders}):
+                    plan.append((mode, clients, senders))
+        elif mode == "open":
+            for clients in args.clients:
+                plan.extend((mode, clients, rate) for rate in args.rate)
         else:
             plan.append((mode, args.storm if mode == "storm" else args.idle, None))
-    for mode, clients, rate in plan:
+    for mode, clients, option in plan:
         # Typing only: annotated, because mypy cannot infer lambdas with default arguments.
         jobs: dict[str, Any] = {
-            "saturate": lambda g, c=clients: bench.saturate(g, c),
-            "open": lambda g, c=clients, r=rate: bench.open_loop(g, c, r),
+            "saturate": lambda g, c=clients, s=option: bench.saturate(g, c, s),
+            "open": lambda g, c=clients, r=option: bench.open_loop(g, c, r),
             "storm": lambda g, c=clients: bench.storm(g, c),
             "idle": lambda g, c=clients: bench.idle(g, c),
         }
@@ -185,6 +212,8 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: dict[str, lis
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.compare:
+        return compare(*(Path(p) for p in args.compare))
     raise_file_limit(max(args.storm, args.idle, *args.clients))
     meta: dict[str, Any] = {
         "kind": "meta",
@@ -193,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python -m bench.chatbench " + " ".join(sys.argv[1:] if argv is None else argv),
         "server_command": args.url or args.command or procfile_command(),
         "layer": "n/a" if args.url else args.layer,
+        "worker": bool(args.worker and not args.url),
     }
     with contextlib.ExitStack() as cleanup:
         if args.logs:
@@ -204,14 +234,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack, servers = start_stack(args, logs)
         cleanup.callback(stack.stop)
         rows = asyncio.run(measure(args, stack, servers))
+        if args.hops:
+            stack.stop()  # the servers write their timestamps as they stop
+            hops.add_to_rows(rows, sorted(logs.glob("hops-*.jsonl")))
     meta["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
     add_ratios(rows)
     m = meta["machine"]
     print(f"\nchatbench {meta['date']}: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB")
-    print(f"layer {meta['layer']}; server: {meta['server_command']}")
+    worker = "with the moderation worker" if meta["worker"] else "no worker"
+    print(f"layer {meta['layer']}, {worker}; server: {meta['server_command']}")
     print(f"load average before {m['load_before']}, after {m['load_after']}")
     print(f"command: {meta['command']}")
     print(table(rows))
+    if args.hops:
+        print(hops.table(rows))
     if args.jsonl:
         lines = "".join(json.dumps(x) + "\n" for x in [meta, *rows])
         if args.jsonl == "-":
@@ -220,6 +256,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(args.jsonl).write_text(lines)
     if args.plot:
         print(plot(rows, Path(args.plot)))
+    return 0
+
+
+def compare(before: Path, after: Path) -> int:
+    try:
+        (meta_a, rows_a), (meta_b, rows_b) = report.read_run(before), report.read_run(after)
+    except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
+        print(f"chatbench --compare: {error}", file=sys.stderr)
+        return 2
+    for name, meta in ((before, meta_a), (after, meta_b)):
+        m = meta["machine"]
+        print(f"{name}: {meta['date']}, {m['cpu']}, {m['cores']} cores; {meta['command']}")
+    if meta_a["machine"]["cpu"] != meta_b["machine"]["cpu"]:
+        print("(different machines: compare the ratios to the bare server, not the figures)")
+    print(report.compare(rows_a, rows_b))
     return 0
 
 

@@ -167,25 +167,29 @@ class Bench:
 
     # Modes.
 
-    async def saturate(self, servers: Sequence[Server], clients: int) -> dict[str, Any]:
-        return await self.broadcast_run(servers, clients, rate=None)
+    async def saturate(
+        self, servers: Sequence[Server], clients: int, senders: int
+    ) -> dict[str, Any]:
+        return await self.broadcast_run(servers, clients, senders, rate=None)
 
     async def open_loop(self, servers: Sequence[Server], clients: int, rate: float) -> dict:
-        return await self.broadcast_run(servers, clients, rate=rate)
+        return await self.broadcast_run(servers, clients, max(self.args.senders), rate=rate)
 
     async def broadcast_run(
-        self, servers: Sequence[Server], clients: int, rate: float | None
+        self, servers: Sequence[Server], clients: int, senders_wanted: int, rate: float | None
     ) -> dict[str, Any]:
         args = self.args
         room = f"bench{secrets.token_hex(4)}"
         members, failures = await self.join(servers, room, clients)
         row: dict[str, Any] = {"clients": clients, "connected": len(members)}
+        if rate is None:
+            row["senders"] = min(senders_wanted, clients)
         row["failed_connects"] = sum(failures.values())
         if not members:
             return row
         try:
             warm = await self.warm_up(members)
-            senders = members[: max(1, min(args.senders, len(members)))]
+            senders = members[: max(1, min(senders_wanted, len(members)))]
             measurement = Measurement(self.next_run(), len(members))
             self.current = measurement
             usage = Usage(servers, self.stack)
@@ -213,6 +217,7 @@ class Bench:
             for m in members:
                 errors.update(m.errors)
             row.update(
+                run=measurement.run,
                 warm=warm,
                 sent=measurement.sent,
                 deliveries=measurement.received,
@@ -224,6 +229,9 @@ class Bench:
             )
             if rate is not None:
                 row["offered_per_s"] = rate
+            if getattr(args, "hops", False):
+                # For bench/hops.py, which joins them to the servers' stamps (not saved).
+                row["completed"] = measurement.completed
         finally:
             self.current = None
             await self.leave(members)

@@ -33,6 +33,8 @@ class Measurement:
     sent: int = 0
     # Closed loop: (sender, send time) -> [copies still to arrive, future set when none].
     waiting: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
+    # Closed loop: (sender, send time) -> when its last member received it.
+    completed: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def record(self, sender: int, t_ns: int, latency_ns: int) -> None:
         self.received += 1
@@ -42,6 +44,7 @@ class Measurement:
             entry[0] -= 1
             if entry[0] <= 0:
                 del self.waiting[(sender, t_ns)]
+                self.completed[(sender, t_ns)] = t_ns + latency_ns
                 if not entry[1].done():
                     entry[1].set_result(None)
 

@@ -33,7 +33,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 def key(row: dict[str, Any]) -> tuple:
-    return row["mode"], row["clients"], row.get("offered_per_s")
+    return row["mode"], row["clients"], row.get("senders"), row.get("offered_per_s")
 
 
 DELIVERED = ("deliv/s", "deliveries_per_s", "{:,.0f}")
@@ -48,6 +48,7 @@ SERVER_RSS = ("RSS MB", "server_rss_mb", "{:.0f}")
 CONNECTED = ("connected", "connected", "{:,}")
 COLUMNS = {
     "saturate": [
+        ("senders", "senders", "{:,}"),
         DELIVERED,
         *LATENCY_AND_LOSS,
         SERVER_CPU,
@@ -126,3 +127,92 @@ def plot(rows: list[dict[str, Any]], path: Path) -> str:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     return f"plot written to {path}"
+
+
+# Figures --compare prints for two runs, and whether higher is better (None: neither).
+COMPARED = {
+    "deliveries_per_s": True,
+    "p50_ms": False,
+    "p99_ms": False,
+    "max_ms": False,
+    "loss": False,
+    "server_cpu_us_per_delivery": False,
+    "redis_cpu_us_per_delivery": False,
+    "server_rss_mb": False,
+    "client_cpu_pct": None,
+    "connected": True,
+    "failed_connects": False,
+    "connect_p50_ms": False,
+    "connect_p99_ms": False,
+    "left_in_group": False,
+    "kb_per_connection": False,
+}
+
+
+def read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run saved with --jsonl: its meta line and its rows."""
+    import json
+
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not lines or lines[0].get("kind") != "meta":
+        raise ValueError(f"{path} is not a chatbench --jsonl file (no meta line first)")
+    return lines[0], lines[1:]
+
+
+def row_key(row: dict[str, Any]) -> tuple:
+    return (row["label"], *key(row))
+
+
+def describe(row_key_: tuple) -> str:
+    label, mode, clients, senders, offered = row_key_
+    parts = [mode, label, f"C={clients}"]
+    if senders is not None:
+        parts.append(f"senders={senders}")
+    if offered is not None:
+        parts.append(f"offered={offered:,.0f}/s")
+    return " ".join(parts)
+
+
+def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """Each figure of each row found in both runs: before, after, and the change
+    (``+`` better, ``-`` worse, by the figure's direction). Figures, ratios to the
+    bare server included, as each run measured them."""
+    old = {row_key(r): r for r in before}
+    new = {row_key(r): r for r in after}
+    lines = []
+    for k in [k for k in new if k in old]:
+        lines.append(f"\n{describe(k)}")
+        a, b = old[k], new[k]
+        figures = [(f, a.get(f), b.get(f), better) for f, better in COMPARED.items()]
+        figures += [
+            (f"{f} x bare", a.get("x_bare", {}).get(f), b.get("x_bare", {}).get(f), up)
+            for f, up in RATIO_FIGURES.items()
+        ]
+        for figure, x, y, better in figures:
+            if x is None and y is None:
+                continue
+            lines.append(f"  {figure:32} {fmt(x):>12} -> {fmt(y):>12}  {change(x, y, better)}")
+    only = sorted(describe(k) for k in set(old) ^ set(new))
+    if only:
+        lines.append("\nin one run only: " + "; ".join(only))
+    return "\n".join(lines) if lines else "no row is in both runs"
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    return f"{value:,}"
+
+
+def change(before: Any, after: Any, better: bool | None) -> str:
+    if not isinstance(before, int | float) or not isinstance(after, int | float):
+        return ""
+    if before == after:
+        return "same"
+    if before == 0:
+        return "was 0"
+    percent = (after - before) / abs(before) * 100
+    verdict = "" if better is None else (" better" if (after > before) == better else " worse")
+    return f"{percent:+.1f}%{verdict}"

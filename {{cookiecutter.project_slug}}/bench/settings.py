@@ -53,3 +53,7 @@ if env_bool("BENCH_TUTORIAL_LAYER", default=False):
             else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
         )
     }
+
+if env_str("BENCH_HOPS_FILE"):
+    # chatbench --hops: the app that stamps each message on its way (bench/hops.py).
+    INSTALLED_APPS = [*INSTALLED_APPS, "bench.apps.BenchConfig"]  # noqa: F405 - from base

@@ -6,10 +6,12 @@ callers wrap them in ``database_sync_to_async``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import logging
 import re
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +39,10 @@ MODERATION_BATCH = 100
 # The worker's channel (CHAT_WORKER_CHANNEL, "chat-worker" unless set):
 # ``manage.py runworker chat-worker`` consumes it.
 WORKER_CHANNEL = settings.CHAT_WORKER_CHANNEL
+# Seconds between the starts of two moderation checks that wake-ups ask for, at
+# most: the worker merges the wake-ups in between (chat/workers.py), and each
+# process sends one at most this often (WorkerWakeUps).
+WAKE_UP_INTERVAL = 0.1
 
 Author = AbstractBaseUser | AnonymousUser | None
 
@@ -181,48 +187,109 @@ def typing_event(*, room: Room, author: Author, sender_channel: str) -> dict[str
     }
 
 
-def moderation_job(*, message: Message) -> dict[str, Any]:
-    """The worker job that checks a new message (see chat/workers.py)."""
-    return {"type": "chat.moderate", "message_id": message.pk}
-
-
 class WorkerWakeUps:
-    """Whether the last wake-up of the worker found its channel full: a backlog is
-    logged once when it starts, and once when it ends, not on every message."""
+    """The worker's wake-ups from one event loop, sent off the sender's path.
+
+    A wake-up carries no work of its own: the message waits in the database for
+    moderation (``moderated_at`` empty) whether it arrives or not, and the worker
+    checks everything waiting on each one. So one wake-up is sent at a time, at most
+    every ``WAKE_UP_INTERVAL``: messages published meanwhile ask for one more, sent
+    once that interval has passed. A busy room costs the layer a few wake-ups a
+    second instead of one per message, and no sender waits for them (the wake-up had
+    been a third of a message's time in the consumer, docs/benchmark.md). A full
+    channel (the worker down or behind) is logged once when it starts and once when
+    it ends; a failed send once per outage.
+    """
 
     full = False
+    failed = False
+
+    def __init__(self) -> None:
+        self.sending: asyncio.Task[None] | None = None
+        self.again = False
+        self.latest = 0
+
+    def wake(self, message_id: int) -> None:
+        self.latest = message_id
+        if self.sending is None:
+            self.sending = asyncio.ensure_future(self.send_all())
+        else:
+            self.again = True
+
+    async def send_all(self) -> None:
+        try:
+            while True:
+                self.again = False
+                sent_at = asyncio.get_running_loop().time()
+                try:
+                    await worker_wake_up(message_id=self.latest)
+                except Exception as error:  # noqa: BLE001 - a hint lost; the worker's sweep finds the message
+                    if not WorkerWakeUps.failed:
+                        WorkerWakeUps.failed = True
+                        logger.warning("could not wake the worker up: %r", error)
+                    return
+                WorkerWakeUps.failed = False
+                # The worker starts a check at most every WAKE_UP_INTERVAL and merges
+                # the wake-ups meanwhile: sending them sooner would only cost Redis.
+                await asyncio.sleep(sent_at + WAKE_UP_INTERVAL - asyncio.get_running_loop().time())
+                if not self.again:
+                    return
+        finally:
+            self.sending = None
 
 
-async def message_publish(*, message: Message, room: Room) -> None:
+# Each event loop's wake-ups (a task belongs to the loop that made it).
+WAKE_UPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WorkerWakeUps] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def worker_wake_up(*, message_id: int) -> None:
+    """Send the worker one wake-up now (``message_publish`` sends them through
+    ``WorkerWakeUps``)."""
+    try:
+        await get_channel_layer().send(
+            WORKER_CHANNEL, {"type": "chat.moderate", "message_id": message_id}
+        )
+    except ChannelFull:
+        if not WorkerWakeUps.full:
+            WorkerWakeUps.full = True
+            logger.warning(
+                "the worker's channel %s is full: the worker is down or behind; "
+                "new messages wait in the database for it",
+                WORKER_CHANNEL,
+            )
+    else:
+        if WorkerWakeUps.full:
+            WorkerWakeUps.full = False
+            logger.info("the worker's channel %s takes wake-ups again", WORKER_CHANNEL)
+
+
+async def message_publish(*, message: Message, room: Room, wait: bool = False) -> None:
     """Deliver a stored message to the room's members and wake the worker up.
 
-    The wake-up carries no work of its own: the message waits in the database for
-    moderation (``moderated_at`` empty) whether it arrives or not, so a full worker
-    channel (the worker down or behind) costs the sender nothing."""
-    channel_layer = get_channel_layer()
-    await channel_layer.group_send(room.group_name, message_event(message=message, room=room))
-    if settings.CHAT_MODERATION_ENABLED:
-        try:
-            await channel_layer.send(WORKER_CHANNEL, moderation_job(message=message))
-        except ChannelFull:
-            if not WorkerWakeUps.full:
-                WorkerWakeUps.full = True
-                logger.warning(
-                    "the worker's channel %s is full: the worker is down or behind; "
-                    "new messages wait in the database for it",
-                    WORKER_CHANNEL,
-                )
-        else:
-            if WorkerWakeUps.full:
-                WorkerWakeUps.full = False
-                logger.info("the worker's channel %s takes wake-ups again", WORKER_CHANNEL)
+    The wake-up leaves after the broadcast, without the caller waiting for it
+    (``WorkerWakeUps``); ``wait=True`` sends it before returning, for a caller whose
+    event loop ends with the call (``async_to_sync``: views, commands, sync
+    consumers), which would cancel it."""
+    await get_channel_layer().group_send(room.group_name, message_event(message=message, room=room))
+    if not settings.CHAT_MODERATION_ENABLED:
+        return
+    if wait:
+        await worker_wake_up(message_id=message.pk)
+        return
+    loop = asyncio.get_running_loop()
+    wake_ups = WAKE_UPS.get(loop)
+    if wake_ups is None:
+        wake_ups = WAKE_UPS[loop] = WorkerWakeUps()
+    wake_ups.wake(message.pk)
 
 
 def message_post(*, room_name: str, author: Author, text: str) -> Message:
     """Store a message and publish it (for sync callers: views, commands)."""
     room = room_get_or_create(name=room_name)
     message = message_create(room=room, author=author, text=text)
-    async_to_sync(message_publish)(message=message, room=room)
+    async_to_sync(message_publish)(message=message, room=room, wait=True)
     return message
 
 

@@ -38,6 +38,10 @@ SWEEP_SECONDS = 30.0
 # from the first, up to the last.
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
+# Seconds between the starts of two checks that wake-ups ask for. Every wake-up
+# that arrives while one waits is merged into it (it starts later, so it sees their
+# messages): a busy chat costs the worker a few checks a second, not one per message.
+MODERATION_INTERVAL = services.WAKE_UP_INTERVAL
 # What the worker hands the consumer to make it catch up.
 CATCH_UP = {"type": "chat.catch_up"}
 # The group the worker sends to, to learn whether the layer is back (nobody is in it).
@@ -86,6 +90,8 @@ class ModerationWorker(Worker):
     an outage, when it listens on the moderation channel."""
 
     layer_back: asyncio.Event | None = None
+    wake_up_due: asyncio.TimerHandle | None = None
+    last_wake_up = float("-inf")
 
     async def handle(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -108,9 +114,7 @@ class ModerationWorker(Worker):
     async def catch_up(self) -> None:
         """Have the moderation consumer check what waits in the database."""
         if services.WORKER_CHANNEL in self.channels:
-            channel = services.WORKER_CHANNEL
-            scope = {"type": "channel", "channel": channel}
-            await self.get_or_create_application_instance(channel, scope).put(dict(CATCH_UP))
+            self.queue(services.WORKER_CHANNEL).put_nowait(dict(CATCH_UP))
 
     async def listener(self, channel: str) -> None:
         while True:
@@ -122,8 +126,28 @@ class ModerationWorker(Worker):
             if not message.get("type", None):
                 logger.warning("message with no type on %s dropped: %r", channel, message)
                 continue
-            scope = {"type": "channel", "channel": channel}
-            await self.get_or_create_application_instance(channel, scope).put(message)
+            if channel == services.WORKER_CHANNEL and is_wake_up(message):
+                self.wake_up(channel, message)
+                continue
+            self.queue(channel).put_nowait(message)
+
+    def queue(self, channel: str) -> asyncio.Queue[dict[str, Any]]:
+        """The input queue of the channel's consumer (unbounded: puts never wait)."""
+        scope = {"type": "channel", "channel": channel}
+        return self.get_or_create_application_instance(channel, scope)
+
+    def wake_up(self, channel: str, message: dict[str, Any]) -> None:
+        """Hand a wake-up to the consumer at most every ``MODERATION_INTERVAL``
+        seconds; one that arrives while another waits is merged into it."""
+        if self.wake_up_due is not None:
+            return
+        delay = max(0.0, self.last_wake_up + MODERATION_INTERVAL - self.loop.time())
+        self.wake_up_due = self.loop.call_later(delay, self.hand_wake_up, channel, message)
+
+    def hand_wake_up(self, channel: str, message: dict[str, Any]) -> None:
+        self.wake_up_due = None
+        self.last_wake_up = self.loop.time()
+        self.queue(channel).put_nowait(message)
 
     def outage(self, error: BaseException) -> asyncio.Event:
         """The layer failed: the event set when it works again. The first failure of
@@ -154,6 +178,18 @@ class ModerationWorker(Worker):
             back.set()
             await self.catch_up()  # what was posted meanwhile got no wake-up
             return
+
+
+def is_wake_up(message: dict[str, Any]) -> bool:
+    """A well-formed ``chat.moderate`` job; a malformed one goes to the consumer as
+    it is, which logs it."""
+    if message.get("type") != "chat.moderate":
+        return False
+    try:
+        int(message["message_id"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
 
 
 class PubSubOutageFilter(logging.Filter):

@@ -63,14 +63,15 @@ from typing import Any
 from realtime.closecodes import CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE
 from realtime.guards import GuardsMixin
 
+# The scope extension through which a server says whether a socket's send would
+# return at once, and writes an encoded frame: {SEND_READY: {"ready": ..., "write": ...}}.
+from realtime.wsprotocol import SEND_READY, encode_text_frame
+
 logger = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Close = Callable[[int], Awaitable[None]]
 
-# The scope extension through which a server says whether a socket's send would
-# return at once: {SEND_READY: {"ready": <callable returning a bool>}}.
-SEND_READY = "realtime.send_ready"
 # Seconds one send to a member may wait (its client reads too slowly for the
 # server's write buffer) before the member is dropped.
 SEND_TIMEOUT = 2.0
@@ -96,6 +97,7 @@ class Member:
         "pending_size",
         "ready",
         "send",
+        "write",
         "writer",
     )
 
@@ -106,12 +108,14 @@ class Member:
         send: Send,
         close: Close | None = None,
         ready: Callable[[], bool] | None = None,
+        write: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.fanout = fanout
         self.channel_name = channel_name
         self.send = send
         self.close = close
         self.ready = ready
+        self.write = write
         self.live = False
         self.left = False
         self.pending: deque[dict[str, Any]] = deque()
@@ -182,12 +186,19 @@ class GroupFanout:
         if frame is None:
             return  # nothing for the sockets: not a frame_event
         message = {"type": "websocket.send", "text": frame}
+        encoded: bytes | None = None
         sender = event.get("sender")
         for member in list(self.members.values()):
             if member.channel_name == sender:
                 continue
             if member.live and member.writer is None and member.ready and member.ready():
-                # The server says this send returns at once: no task, no wait.
+                # The server says this send returns at once: no task, no wait; and,
+                # where it can, takes the frame encoded once for every socket.
+                if member.write is not None:
+                    if encoded is None:
+                        encoded = encode_text_frame(frame)
+                    if member.write(encoded):
+                        continue
                 try:
                     await member.send(message)
                 except Exception:  # noqa: BLE001 - the socket closed under us
@@ -296,10 +307,12 @@ async def join(
     *,
     close: Close | None = None,
     ready: Callable[[], bool] | None = None,
+    write: Callable[[bytes], bool] | None = None,
 ) -> Member:
     """Add a socket to its group's fan-out in this process, pending until ``go_live``.
     ``close(code)`` closes the socket (default: a close message through ``send``);
-    ``ready()`` says whether ``send`` would return at once (``SEND_READY``)."""
+    ``ready()`` says whether ``send`` would return at once, and ``write(frame)``
+    writes an encoded frame if it can (``SEND_READY``)."""
     groups = FANOUTS.setdefault(layer, {})
     fanout = groups.get(group)
     if fanout is None:
@@ -315,7 +328,7 @@ async def join(
         if fanout.joined <= 0 or (started.done() and started.exception() is not None):
             abandon(fanout)
         raise
-    member = fanout.members[channel_name] = Member(fanout, channel_name, send, close, ready)
+    member = fanout.members[channel_name] = Member(fanout, channel_name, send, close, ready, write)
     return member
 
 
@@ -358,14 +371,15 @@ class FanoutMixin(GuardsMixin):
 
     async def join_fanout(self, group: str) -> None:
         """Join the group's fan-out; its frames wait until ``fanout_live()``."""
-        ready = self.scope.get("extensions", {}).get(SEND_READY, {}).get("ready")
+        server = self.scope.get("extensions", {}).get(SEND_READY, {})
         self.fanout_members[group] = await join(
             self.channel_layer,
             group,
             self.channel_name,
             self.base_send,
             close=self.close_socket,
-            ready=ready,
+            ready=server.get("ready"),
+            write=server.get("write"),
         )
 
     async def fanout_live(self) -> None:

@@ -13,12 +13,19 @@ uvicorn's own Sans-I/O protocol plus:
   stays above the transport's high-water mark for ``WRITE_STALL_TIMEOUT`` seconds,
   the connection is aborted (nothing more can reach that client anyway), with one
   INFO line;
-- the application can tell whether a send would return at once: the scope's
-  ``realtime.send_ready`` extension (``realtime.fanout.SEND_READY``), so that a
-  group's fan-out writes to the sockets that can take a frame and buffers for the
-  others, never waiting on one;
+- the application can tell whether a send would return at once, and write a text
+  frame it encoded once for many sockets: the scope's ``realtime.send_ready``
+  extension (``realtime.fanout.SEND_READY``), so that a group's fan-out writes to
+  the sockets that can take a frame and buffers for the others, never waiting on
+  one, and encodes each broadcast once instead of once per socket (a server frame
+  is not masked, so its bytes are the same for every socket without compression);
 - a text frame that is not UTF-8 is closed with 1007 and one INFO line, not
-  uvicorn's traceback per frame.
+  uvicorn's traceback per frame;
+- every TCP connection has Nagle's algorithm off (``TCP_NODELAY``), also on a
+  listening socket handed over with ``--fd`` (socket activation, chatbench): uvicorn
+  opens such a socket as a Unix one, so its event loop never sets the option, and a
+  broadcast's small frames then waited for the client's delayed ACKs, up to 40 ms
+  each on Linux (docs/benchmark.md).
 
 Applications see no difference: the same ASGI messages, in the same order.
 https://www.uvicorn.org/settings/#implementation
@@ -28,9 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +53,12 @@ WRITE_BUFFER_LIMIT = 1024 * 1024
 # whose close would itself wait behind the full buffer.
 WRITE_STALL_TIMEOUT = 20.0
 CLOSE_INVALID_DATA = 1007
-# realtime.fanout.SEND_READY (not imported: this module loads before Django is set up).
+# The scope extension the fan-out uses (realtime/fanout.py): {"ready": whether a
+# send returns at once, "write": write_encoded}.
 SEND_READY = "realtime.send_ready"
+# The socket option that names a socket's address family (Linux; 39 where Python
+# does not define the name).
+SO_DOMAIN = getattr(socket, "SO_DOMAIN", 39)
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -53,11 +67,35 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     stall_timer: asyncio.TimerHandle | None = None
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        no_delay(transport)
+        super().connection_made(transport)
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         if self.handshake_initiated and not self.close_sent:
             # The application has not started yet: its task runs on the next turn.
-            self.scope["extensions"][SEND_READY] = {"ready": self.writable.is_set}
+            self.scope["extensions"][SEND_READY] = {
+                "ready": self.writable.is_set,
+                "write": self.write_encoded,
+            }
+
+    def write_encoded(self, frame: bytes) -> bool:
+        """Write a whole frame encoded by ``encode_text_frame`` as the application's
+        ``websocket.send`` would, if the socket is open, takes it at once and has no
+        extension that changes a frame's bytes (permessage-deflate); else False, and
+        the caller sends it through ASGI instead."""
+        if (
+            self.close_sent
+            or self.disconnected
+            or not self.handshake_complete
+            or self.conn.state is not State.OPEN
+            or self.conn.extensions
+            or not self.writable.is_set()
+        ):
+            return False
+        self.transport.write(frame)
+        return True
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -104,6 +142,24 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def client_text(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "unknown client"
+
+
+def encode_text_frame(text: str) -> bytes:
+    """A server's unmasked, unfragmented text frame, for ``write_encoded``."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off on a TCP connection, whatever family the server
+    took its socket for (the kernel knows: ``SO_DOMAIN``)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, SO_DOMAIN) in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        logger.debug("could not set TCP_NODELAY", exc_info=True)
 
 
 def is_utf8(parts: list[bytes]) -> bool:

@@ -119,6 +119,73 @@ def test_ratios_are_ours_over_bare_and_missing_figures_print_na():
     assert "n/a" in text
 
 
+def test_the_closed_loop_runs_once_per_number_of_senders_each_with_its_ratio(tmp_path):
+    _, rows, table = run(
+        tmp_path, "--layer", "memory", "--modes", "saturate", "--senders", "1,2,9"
+    )
+    for server in ("project", "bare"):
+        # 9 senders in a room of 4 are its 4 members.
+        assert [r["senders"] for r in rows_of(rows, "saturate", server)] == [1, 2, 4]
+    for row in rows_of(rows, "saturate", "project"):
+        assert_sane_broadcasts(row)
+        assert row["x_bare"]["deliveries_per_s"] > 0
+    assert "senders" in table
+
+
+def test_hops_are_timed_inside_the_server_and_add_up(tmp_path):
+    _, rows, _ = run(tmp_path, "--layer", "memory", "--modes", "saturate", "--hops")
+    (row,) = rows_of(rows, "saturate", "project")
+    hops = row["hops"]
+    steps = ["to consumer", "store", "group_send", "to fan-out", "write", "to last member"]
+    assert set(hops) >= {*steps, "sent to delivered"}
+    for name in steps:
+        assert hops[name]["count"] >= 1
+        assert 0 <= hops[name]["p50_ms"] <= hops[name]["p99_ms"]
+    # Every message in the measurement was stamped, and its hops end where it arrived.
+    assert hops["sent to delivered"]["count"] == row["sent"]
+    assert hops["sent to written"]["p50_ms"] <= hops["sent to delivered"]["p50_ms"]
+    assert "hops" not in rows_of(rows, "saturate", "bare")[0]
+    assert "completed" not in row  # only the figures are saved
+
+
+def test_compare_prints_each_figures_change_between_two_saved_runs(tmp_path, capsys):
+    def saved(name: str, deliveries: float, cpu: float) -> str:
+        path = tmp_path / name
+        meta = {"kind": "meta", "date": name, "command": "python -m bench.chatbench",
+                "machine": {"cpu": "test", "cores": 2}}
+        rows = [
+            {"mode": "saturate", "server": "project", "label": "project", "clients": 100,
+             "senders": 10, "deliveries_per_s": deliveries, "server_cpu_us_per_delivery": cpu,
+             "x_bare": {"deliveries_per_s": deliveries / 1000}},
+            {"mode": "idle", "server": "project", "label": "project", "clients": 1000,
+             "kb_per_connection": 30.0},
+        ]  # fmt: skip
+        path.write_text("".join(json.dumps(x) + "\n" for x in [meta, *rows]))
+        return str(path)
+
+    before, after = saved("before", 400.0, 20.0), saved("after", 600.0, 10.0)
+    assert chatbench.main(["--compare", before, after]) == 0
+    out = capsys.readouterr().out
+    assert "saturate project C=100 senders=10" in out
+    assert "+50.0% better" in out  # deliveries/s
+    assert "-50.0% better" in out  # CPU per delivery
+    assert "idle project C=1000" in out and "same" in out
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    assert chatbench.main(["--compare", before, str(tmp_path / "bad.jsonl")]) == 2
+    assert "chatbench --compare" in capsys.readouterr().err
+
+
+def test_the_default_layer_is_productions_when_redis_is_at_hand(monkeypatch):
+    monkeypatch.setattr(chatbench.shutil, "which", lambda name: "/usr/bin/redis-server")
+    args = chatbench.parse_args([])
+    assert (args.layer, args.worker) == ("redis", True)
+    monkeypatch.setattr(chatbench.shutil, "which", lambda name: None)
+    args = chatbench.parse_args([])
+    assert (args.layer, args.worker) == ("memory", False)
+    assert chatbench.parse_args(["--redis-url", "redis://x"]).layer == "redis"
+    assert chatbench.parse_args(["--layer", "redis", "--no-worker"]).worker is False
+
+
 def test_latency_percentiles():
     figures = measure.latency_figures(array("q", [i * 10**6 for i in range(1, 101)]))
     assert figures == {"p50_ms": 50.0, "p99_ms": 99.0, "max_ms": 100.0}
@@ -126,8 +193,9 @@ def test_latency_percentiles():
 
 
 def test_a_short_run_on_the_embedded_layer(tmp_path):
-    meta, rows, table = run(tmp_path, "--target", "project,tutorial")
+    meta, rows, table = run(tmp_path, "--target", "project,tutorial", "--layer", "memory")
     assert meta["layer"] == "memory"
+    assert meta["worker"] is False  # nothing could reach it
     assert meta["machine"]["cores"] >= 1
     assert_sane(rows, "project", groups_visible=False)
     assert_sane(rows, "tutorial", groups_visible=False)
@@ -145,6 +213,7 @@ def test_a_short_run_on_redis_across_two_processes(kind, tmp_path, servers_datab
         *("--database-url", servers_database),
     )
     assert meta["layer"] == kind
+    assert meta["worker"] is True  # production's topology: web and the worker
     assert_sane(rows, "project", groups_visible=True)
     two = [r for r in rows if r["server"] == "project" and r["processes"] == 2]
     assert {r["mode"] for r in two} == {"saturate", "open", "storm", "idle"}

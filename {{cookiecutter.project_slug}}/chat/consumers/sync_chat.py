@@ -99,7 +99,7 @@ class SyncChatConsumer(SyncGuardsMixin, WebsocketConsumer):
             if action.client_id:
                 self.send(text_data=encode(ack_frame(message, action.client_id)))
             if new:
-                async_to_sync(services.message_publish)(message=message, room=self.room)
+                async_to_sync(services.message_publish)(message=message, room=self.room, wait=True)
         elif not self.history_requests.allow():
             refusal = ClientError("rate_limited", "Too many history requests; wait a minute.")
             self.send(text_data=encode(error_frame(refusal)))

@@ -243,7 +243,7 @@ async def test_the_worker_waits_out_a_failing_layer_and_logs_the_outage_once(cha
 
 
 @override_settings(CHAT_MODERATION_ENABLED=True)
-async def test_the_consumer_queues_a_job_for_each_new_message(channel_layer, make_communicator):
+async def test_the_consumer_wakes_the_worker_for_a_new_message(channel_layer, make_communicator):
     ann = make_communicator("/ws/chat/lobby/")
     assert (await ann.connect(timeout=TIMEOUT))[0]
     await ann.receive_json_from(timeout=TIMEOUT)
@@ -301,7 +301,7 @@ def capped_layers(kind: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_a_full_worker_channel_never_fails_a_post(make_communicator, caplog, kind):
-    """No worker and a channel that holds two wake-ups: every post is still stored,
+    """No worker and a channel full of wake-ups: every post is still stored,
     delivered and kept for moderation, the socket stays open, and the full channel
     is logged once (a ChannelFull traceback closed the sender's socket)."""
     posts = 6
@@ -311,6 +311,8 @@ async def test_a_full_worker_channel_never_fails_a_post(make_communicator, caplo
         caplog.at_level(logging.INFO, logger="chat.services"),
     ):
         layers_manager.backends.clear()
+        for _ in range(2):  # the channel's capacity
+            await services.worker_wake_up(message_id=0)
         ann = make_communicator("/ws/chat/lobby/")
         try:
             assert (await ann.connect(timeout=TIMEOUT))[0]
@@ -319,7 +321,8 @@ async def test_a_full_worker_channel_never_fails_a_post(make_communicator, caplo
                 await ann.send_json_to({"message": f"post {n}"})
                 frame = await ann.receive_json_from(timeout=TIMEOUT)
                 assert (frame["type"], frame["message"]) == ("message", f"post {n}")
-            assert await ann.receive_nothing(timeout=0.2)  # no close, no error frame
+            # The wake-ups leave after the broadcasts, one per WAKE_UP_INTERVAL.
+            assert await ann.receive_nothing(timeout=3 * services.WAKE_UP_INTERVAL)
         finally:
             await ann.disconnect()
             await get_channel_layer().flush()
@@ -329,6 +332,82 @@ async def test_a_full_worker_channel_never_fails_a_post(make_communicator, caplo
     full = [r for r in caplog.records if "is full" in r.getMessage()]
     assert len(full) == 1, caplog.text
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_wake_ups_are_sent_one_at_a_time_off_the_senders_path(monkeypatch):
+    """Messages published while a wake-up is on its way ask for one more, not one
+    each; the publisher never waits for them; a failed one is logged once."""
+    sent: list[int] = []
+    gate = asyncio.Event()
+
+    async def slow_wake_up(*, message_id: int) -> None:
+        sent.append(message_id)
+        await gate.wait()
+
+    monkeypatch.setattr(services, "worker_wake_up", slow_wake_up)
+    monkeypatch.setattr(services, "WAKE_UP_INTERVAL", 0.01)
+    wake_ups = services.WorkerWakeUps()
+    wake_ups.wake(1)
+    await asyncio.sleep(0)
+    assert sent == [1]  # on its way
+    for message_id in range(2, 51):
+        wake_ups.wake(message_id)  # returns at once: the publisher does not wait
+    await asyncio.sleep(0.05)
+    assert sent == [1]  # the others wait for it
+    gate.set()
+    await wait_for(lambda: wake_ups.sending is None)
+    assert sent == [1, 50]  # one more, for the newest message
+    wake_ups.wake(51)
+    await wait_for(lambda: wake_ups.sending is None)
+    assert sent == [1, 50, 51]
+
+
+async def test_a_failed_wake_up_is_logged_once_and_never_reaches_the_publisher(
+    monkeypatch, caplog
+):
+    async def broken(*, message_id: int) -> None:
+        raise ConnectionError("Redis is gone")
+
+    monkeypatch.setattr(services, "worker_wake_up", broken)
+    monkeypatch.setattr(services.WorkerWakeUps, "failed", False)
+    wake_ups = services.WorkerWakeUps()
+    with caplog.at_level(logging.WARNING, logger="chat.services"):
+        for message_id in (1, 2, 3):
+            wake_ups.wake(message_id)
+            await wait_for(lambda: wake_ups.sending is None)
+    lost = [r for r in caplog.records if "could not wake the worker up" in r.getMessage()]
+    assert len(lost) == 1, caplog.text
+
+
+async def wait_for(predicate, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_the_worker_merges_the_wake_ups_that_arrive_while_one_waits(
+    channel_layer, monkeypatch
+):
+    """A burst of wake-ups makes two checks, not one each: the first at once, then
+    one for all the others, MODERATION_INTERVAL after the first."""
+    monkeypatch.setattr(workers, "MODERATION_INTERVAL", 0.05)
+    worker = ModerationWorker(application, [services.WORKER_CHANNEL], channel_layer)
+    worker.loop = asyncio.get_running_loop()
+    checks: asyncio.Queue[dict] = asyncio.Queue()
+    monkeypatch.setattr(worker, "queue", lambda channel: checks)
+    for message_id in range(1, 21):
+        worker.wake_up(services.WORKER_CHANNEL, {"type": "chat.moderate", "message_id": message_id})
+        await asyncio.sleep(0.001)
+    first = await asyncio.wait_for(checks.get(), TIMEOUT)
+    merged = await asyncio.wait_for(checks.get(), TIMEOUT)
+    assert (first["message_id"], merged["message_id"]) == (1, 2)
+    await asyncio.sleep(0.1)
+    assert checks.empty()
+    # Malformed jobs are not merged: the consumer gets them, and logs them.
+    assert workers.is_wake_up({"type": "chat.moderate", "message_id": 7})
+    for job in ({"type": "chat.moderate", "message_id": "x"}, {"type": "chat.moderate"}):
+        assert not workers.is_wake_up(job)
 
 
 async def test_runworker_is_the_chat_apps_command():

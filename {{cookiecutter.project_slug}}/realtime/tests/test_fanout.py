@@ -180,6 +180,37 @@ async def test_a_socket_that_cannot_take_a_frame_holds_no_one_up(channel_layer, 
         await fanout.leave(channel_layer, GROUP, member)
 
 
+async def test_a_broadcast_is_encoded_once_for_the_sockets_that_take_encoded_frames(
+    channel_layer,
+):
+    """Sockets whose server writes encoded frames get the same bytes, encoded once;
+    one whose server declines (compression, closing) gets the frame through ASGI."""
+    written: dict[str, list[bytes]] = {"ann": [], "bob": []}
+    ann, bob, cy = Socket("ann"), Socket("bob"), Socket("cy")
+
+    def writer(name: str, takes: bool):
+        def write(frame: bytes) -> bool:
+            written[name].append(frame)
+            return takes
+
+        return write
+
+    members = [
+        await live_member(channel_layer, ann, ready=lambda: True, write=writer("ann", True)),
+        await live_member(channel_layer, bob, ready=lambda: True, write=writer("bob", False)),
+        await live_member(channel_layer, cy, ready=lambda: True),
+    ]
+    with mock.patch.object(fanout, "encode_text_frame", wraps=fanout.encode_text_frame) as encode:
+        await channel_layer.group_send(GROUP, broadcast("héllo"))
+        await cy.wait_for(lambda: cy.frames == ["héllo"], "the frame through ASGI")
+        await bob.wait_for(lambda: bob.frames == ["héllo"], "the declined frame through ASGI")
+    assert encode.call_count == 1
+    assert written["ann"] == written["bob"] == [b"\x81\x06" + "héllo".encode()]
+    assert ann.frames == []  # written encoded, not sent again
+    for member in members:
+        await fanout.leave(channel_layer, GROUP, member)
+
+
 async def test_a_room_whose_last_socket_was_dropped_mid_broadcast_leaves_its_group(
     channel_layer, monkeypatch
 ):

@@ -20,24 +20,38 @@ import uvicorn
 
 from realtime import wsprotocol
 from realtime.tests.test_server_limits import PING, TEXT, client_frame, raw_websocket
-from realtime.wsprotocol import SEND_READY, WebSocketProtocol
+from realtime.wsprotocol import SEND_READY, WebSocketProtocol, encode_text_frame
 
 pytestmark = pytest.mark.asyncio
 
 LOOPBACK = "127.0.0.1"
 SEEN_SCOPES: list[dict[str, Any]] = []
+# What the server's encoded write answered after the application closed the socket.
+LATE_WRITES: list[bool] = []
+# TCP_NODELAY on each connection the recording protocol accepted.
+NO_DELAY: list[int] = []
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Accept, echo text frames back, and end on disconnect."""
+    """Accept, echo text frames back, and end on disconnect. A frame starting with
+    "encoded:" is echoed through the server's encoded write (``SEND_READY``); "close,
+    then write" closes and tries an encoded write after."""
     assert scope["type"] == "websocket"
     SEEN_SCOPES.append(scope)
+    write = scope["extensions"][SEND_READY]["write"]
     while True:
         message = await receive()
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.accept"})
         elif message["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": message.get("text") or ""})
+            text = message.get("text") or ""
+            if text.startswith("encoded:") and write(encode_text_frame(text)):
+                continue
+            if text == "close, then write":
+                await send({"type": "websocket.close", "code": 1000})
+                LATE_WRITES.append(write(encode_text_frame("too late")))
+                continue
+            await send({"type": "websocket.send", "text": text})
         else:
             return
 
@@ -51,6 +65,13 @@ class SmallSendBuffer(WebSocketProtocol):
         super().connection_made(transport)
 
 
+class RecordingNoDelay(WebSocketProtocol):
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        NO_DELAY.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[SimpleNamespace]:
     with socket.socket() as probe:
@@ -59,15 +80,23 @@ async def server() -> AsyncIterator[SimpleNamespace]:
     config = uvicorn.Config(
         echo, host=LOOPBACK, port=port, ws=SmallSendBuffer, lifespan="off", log_config=None
     )
+    async with serving(config, port) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serving(config: uvicorn.Config, port: int) -> AsyncIterator[SimpleNamespace]:
     running = uvicorn.Server(config)
     task = asyncio.create_task(running.serve())
     deadline = time.monotonic() + 10
     while not running.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         await asyncio.sleep(0.02)
-    yield SimpleNamespace(port=port, origin=f"http://{LOOPBACK}:{port}")
-    running.should_exit = True
-    await asyncio.wait_for(task, timeout=15)
+    try:
+        yield SimpleNamespace(port=port, origin=f"http://{LOOPBACK}:{port}")
+    finally:
+        running.should_exit = True
+        await asyncio.wait_for(task, timeout=15)
 
 
 def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
@@ -91,6 +120,58 @@ async def test_frames_pass_through_and_the_app_can_ask_whether_a_send_is_ready(s
     assert reply == b"\x81\x06" + "héllo".encode()
     ready = SEEN_SCOPES[-1]["extensions"][SEND_READY]["ready"]
     assert ready() is True
+
+
+async def test_a_frame_encoded_once_reaches_the_client_as_asgi_would_send_it(server):
+    def talk() -> tuple[bytes, bytes]:
+        with raw_websocket(server, "/ws/echo/") as sock:
+            sock.sendall(client_frame(TEXT, "plain:héllo".encode()))
+            plain = sock.recv(4096)
+            sock.sendall(client_frame(TEXT, "encoded:héllo".encode()))
+            return plain, sock.recv(4096)
+
+    plain, encoded = await asyncio.to_thread(talk)
+    # FIN + text, an unmasked length, the UTF-8 payload: the same framing both ways.
+    assert plain == b"\x81\x0c" + "plain:héllo".encode()
+    assert encoded == b"\x81\x0e" + "encoded:héllo".encode()
+
+
+async def test_an_encoded_write_after_the_close_is_refused(server):
+    def close_then_write() -> bytes:
+        with raw_websocket(server, "/ws/echo/") as sock:
+            sock.sendall(client_frame(TEXT, b"close, then write"))
+            return read_until_closed(sock, timeout=5)
+
+    LATE_WRITES.clear()
+    received = await asyncio.to_thread(close_then_write)
+    assert LATE_WRITES == [False]
+    assert received.startswith(b"\x88")  # the close frame, and nothing after it
+    assert b"too late" not in received
+
+
+async def test_a_socket_handed_over_by_file_descriptor_sends_without_delay():
+    """uvicorn opens a --fd socket as a Unix one, so its event loop leaves Nagle's
+    algorithm on; the protocol turns it off (small frames waited for delayed ACKs)."""
+    listening = socket.socket()
+    listening.bind((LOOPBACK, 0))
+    listening.listen(16)
+    port = listening.getsockname()[1]
+    config = uvicorn.Config(
+        echo, fd=listening.fileno(), ws=RecordingNoDelay, lifespan="off", log_config=None
+    )
+    NO_DELAY.clear()
+    try:
+        async with serving(config, port) as running:
+
+            def talk() -> bytes:
+                with raw_websocket(running, "/ws/echo/") as sock:
+                    sock.sendall(client_frame(TEXT, b"hi"))
+                    return sock.recv(4096)
+
+            assert await asyncio.to_thread(talk) == b"\x81\x02hi"
+    finally:
+        listening.close()
+    assert NO_DELAY == [1]
 
 
 async def test_a_text_frame_that_is_not_utf8_closes_with_1007_and_one_info_line(server, caplog):
