@@ -1,8 +1,9 @@
 """ASGI middleware for WebSockets: the session and user, and single-use tickets.
 
 ``WebSocketAuthMiddlewareStack`` is Channels' ``AuthMiddlewareStack`` (cookies, the
-session, ``scope["user"]``) without the session check on every frame sent (see
-``WebSocketSessionMiddleware``).
+session, ``scope["user"]``) without the session check on every frame sent, and for
+a WebSocket in one middleware that copies the scope once (see
+``WebSocketAuthMiddleware``).
 
 ``TicketAuthMiddleware(inner, redeem=...)`` signs a WebSocket in with a single-use
 ticket; ``redeem(ticket=...)`` is the project's (``accounts.services.ticket_redeem``),
@@ -25,10 +26,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddleware, UserLazyObject
+from importlib import import_module
+
+from channels.auth import AuthMiddleware, UserLazyObject, get_user
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
+from django.conf import settings
+from django.http.cookie import parse_cookie
+from django.utils.functional import LazyObject
 
 from realtime.closecodes import CLOSE_BAD_TICKET
 
@@ -92,6 +98,43 @@ class WebSocketSessionMiddleware(SessionMiddleware):
         return await self.inner(wrapper.scope, receive, send)
 
 
+class WebSocketAuthMiddleware:
+    """Channels' ``AuthMiddlewareStack`` for a WebSocket, in one step: the same
+    ``scope["cookies"]``, ``scope["session"]`` (a lazy object around the session
+    store, as Channels') and ``scope["user"]`` (resolved from the session, or the
+    one a ticket set), in one new scope.
+
+    Channels' three middlewares copy the scope four times and keep each copy, with
+    its coroutine, for as long as the socket is open: about 3 KB of every idle
+    socket (docs/benchmark.md). Other scopes (HTTP) go through Channels' own stack,
+    with ``WebSocketSessionMiddleware``'s handling of anything else."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.fallback = CookieMiddleware(
+            WebSocketSessionMiddleware(TicketUserAuthMiddleware(inner))
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] != "websocket" or "session" in scope:
+            return await self.fallback(scope, receive, send)
+        cookies: dict[str, str] = {}
+        for name, value in scope.get("headers", []):
+            if name == b"cookie":
+                cookies = parse_cookie(value.decode("latin1"))
+                break
+        session = LazyObject()
+        session._wrapped = import_module(settings.SESSION_ENGINE).SessionStore(
+            cookies.get(settings.SESSION_COOKIE_NAME)
+        )
+        own = {**scope, "cookies": cookies, "session": session}
+        if "user" not in own:
+            own["user"] = UserLazyObject()
+        if isinstance(own["user"], UserLazyObject):
+            own["user"]._wrapped = await get_user(own)
+        return await self.inner(own, receive, send)
+
+
 def WebSocketAuthMiddlewareStack(inner: Any) -> Any:
-    """Named, and composed, as Channels' ``AuthMiddlewareStack``."""
-    return CookieMiddleware(WebSocketSessionMiddleware(TicketUserAuthMiddleware(inner)))
+    """Named as Channels' ``AuthMiddlewareStack``, and doing its work."""
+    return WebSocketAuthMiddleware(inner)

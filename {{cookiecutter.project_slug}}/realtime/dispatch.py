@@ -17,6 +17,14 @@ delivery of a group broadcast included (docs/benchmark.md has the figures):
   long-lived task reads each source; a lock keeps handlers one at a time, in
   arrival order, as before.
 
+And one thing for every socket, busy or idle: a consumer with
+``channel_on_demand = True`` reads its own channel only from its first
+``join_group`` (``realtime/guards.py`` calls ``listen_on_channel``), not from the
+start. A chat socket whose room reaches it through the process's fan-out, and whose
+visitor is not signed in, then holds no channel reader at all: no task, no queue in
+the layer (about 4 KB of each idle socket's memory, docs/benchmark.md). Leave it
+off for a consumer that others send to by its ``channel_name`` without a group.
+
 Put it after the mixins that wrap ``__call__`` and before the Channels base class:
 ``class MyConsumer(LayerFaultsMixin, GuardsMixin, FastDispatchMixin,
 AsyncWebsocketConsumer)``.
@@ -41,6 +49,8 @@ class FastDispatchMixin:
     # Message types whose handlers make no ORM call, or make each one through
     # database_sync_to_async (a handler's name is the type with "_" for ".").
     skip_cleanup_for: ClassVar[frozenset[str]] = frozenset()
+    # Read the consumer's channel only once it joins a group (see the module's docstring).
+    channel_on_demand: ClassVar[bool] = False
 
     channel_layer_alias: str
     base_send: Callable[[dict[str, Any]], Awaitable[None]]
@@ -49,30 +59,45 @@ class FastDispatchMixin:
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = send
-        sources = [receive]
+        self.one_at_a_time = asyncio.Lock()
+        self.pumps: list[asyncio.Task[None]] = []
+        self.all_pumps = asyncio.get_running_loop().create_future()
+        self.start_pump(receive)
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
-        one_at_a_time = asyncio.Lock()
-
-        async def pump(source: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-            while True:
-                message = await source()
-                async with one_at_a_time:
-                    await self.dispatch(message)
-
-        tasks = [asyncio.ensure_future(pump(source)) for source in sources]
+            if not self.channel_on_demand:
+                await self.listen_on_channel()
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                with contextlib.suppress(StopConsumer):
-                    task.result()
+            ended = await self.all_pumps
+            with contextlib.suppress(StopConsumer):
+                ended.result()
         finally:
-            for task in tasks:
+            for task in self.pumps:
                 task.cancel()
             # Collect every outcome (a cancelled read, a second error) without raising.
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self.pumps, return_exceptions=True)
+
+    async def listen_on_channel(self) -> None:
+        """Start reading the consumer's channel, once (``channel_on_demand``)."""
+        if len(self.pumps) < 2 and self.channel_layer is not None:
+            self.start_pump(self.channel_receive)
+
+    def start_pump(self, source: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        async def pump() -> None:
+            while True:
+                message = await source()
+                async with self.one_at_a_time:
+                    await self.dispatch(message)
+
+        task = asyncio.ensure_future(pump())
+        task.add_done_callback(self.pump_ended)
+        self.pumps.append(task)
+
+    def pump_ended(self, task: asyncio.Task[None]) -> None:
+        """The first source to end (its pump returned or raised) ends the consumer."""
+        if not self.all_pumps.done():
+            self.all_pumps.set_result(task)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         event_type = message["type"]

@@ -118,11 +118,14 @@ class Member:
         self.write = write
         self.live = False
         self.left = False
-        self.pending: deque[dict[str, Any]] = deque()
+        # Made on first use: most members never wait (an empty deque is 600 bytes).
+        self.pending: deque[dict[str, Any]] | None = None
         self.pending_size = 0
         self.writer: asyncio.Task[None] | None = None
 
     def take(self) -> dict[str, Any]:
+        if not self.pending:
+            raise IndexError("no frame waits for this member")
         message = self.pending.popleft()
         self.pending_size -= len(message["text"])
         return message
@@ -208,6 +211,8 @@ class GroupFanout:
 
     def buffer(self, member: Member, message: dict[str, Any]) -> None:
         """Keep the frame for the member; its writer sends what waits, in order."""
+        if member.pending is None:
+            member.pending = deque()
         member.pending.append(message)
         member.pending_size += len(message["text"])
         if member.pending_size > MEMBER_BUFFER_LIMIT:
@@ -234,7 +239,7 @@ class GroupFanout:
         if self.members.get(member.channel_name) is member:
             del self.members[member.channel_name]
         member.live = False
-        member.pending.clear()
+        member.pending = None
         member.pending_size = 0
         if member.writer is not None and member.writer is not asyncio.current_task():
             member.writer.cancel()

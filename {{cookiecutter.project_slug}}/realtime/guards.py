@@ -363,6 +363,9 @@ class AsyncGuards(SocketGuards):
             await self.release_everything()
 
     async def join_group(self, group: str) -> None:
+        listen = getattr(self, "listen_on_channel", None)  # FastDispatchMixin's, when used
+        if listen is not None:
+            await listen()  # the group's messages arrive on the consumer's channel
         await self.channel_layer.group_add(group, self.channel_name)
         self.joined_groups.add(group)
 

@@ -48,6 +48,9 @@ class ChatConsumer(
     skip_cleanup_for = frozenset(
         {"chat.message", "chat.moderated", "chat.typing", "chat.logout", "websocket.receive"}
     )
+    # The room reaches the socket through the fan-out: its own channel is read only
+    # once it joins the user's group (signed in), realtime/dispatch.py.
+    channel_on_demand = True
 
     def requires_login(self) -> bool:
         return settings.CHAT_REQUIRE_LOGIN

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from realtime.auth import WebSocketAuthMiddlewareStack
 from realtime.testing import session_cookie
@@ -12,7 +13,7 @@ from realtime.testing import session_cookie
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
-async def run_stack(scope_type: str, headers: list[tuple[bytes, bytes]]):
+async def run_stack(scope_type: str, headers: list[tuple[bytes, bytes]], **extra):
     """Call the stack once; what the inner application saw, and the server's send."""
     seen = {}
 
@@ -20,6 +21,7 @@ async def run_stack(scope_type: str, headers: list[tuple[bytes, bytes]]):
         seen["user"] = await sync_to_async(lambda: scope["user"].username)()
         seen["session_key"] = scope["session"].session_key
         seen["send"] = send
+        seen["scope"] = scope
 
     async def receive():
         return {}
@@ -27,8 +29,9 @@ async def run_stack(scope_type: str, headers: list[tuple[bytes, bytes]]):
     async def server_send(message):
         return None
 
-    scope = {"type": scope_type, "path": "/ws/chat/lobby/", "headers": headers}
+    scope = {"type": scope_type, "path": "/ws/chat/lobby/", "headers": headers, **extra}
     await WebSocketAuthMiddlewareStack(inner)(scope, receive, server_send)
+    seen["outer"] = scope
     return seen, server_send
 
 
@@ -39,6 +42,27 @@ async def test_a_websocket_gets_the_sessions_user_and_the_servers_send(make_user
     assert seen["user"] == "ann"
     assert seen["session_key"]
     assert seen["send"] is server_send
+
+
+async def test_a_websocket_gets_the_cookies_in_one_new_scope_its_callers_never_see(make_user):
+    user = await sync_to_async(make_user)("cy")
+    cookie = await sync_to_async(session_cookie)(user)
+    seen, _ = await run_stack("websocket", [cookie, (b"cookie", b"ignored=1")])
+    inner, outer = seen["scope"], seen["outer"]
+    assert inner is not outer
+    assert set(outer) == {"type", "path", "headers"}  # nothing leaks upstream
+    assert inner["cookies"][settings.SESSION_COOKIE_NAME] == seen["session_key"]
+    assert "ignored" not in inner["cookies"]  # the first Cookie header, as Channels
+    assert inner["session"]["_auth_user_id"] == str(user.pk)
+
+
+async def test_a_user_a_ticket_set_is_kept(make_user):
+    ticketed = await sync_to_async(make_user)("dee")
+    other = await sync_to_async(make_user)("eve")
+    cookie = await sync_to_async(session_cookie)(other)
+    seen, _ = await run_stack("websocket", [cookie], user=ticketed)
+    assert seen["user"] == "dee"
+    assert seen["scope"]["user"] is ticketed
 
 
 async def test_an_anonymous_websocket_gets_an_anonymous_user():

@@ -15,9 +15,12 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from chat.consumers import chat
+from chat.rooms import user_group_name
 from chat.services import message_post
 from chat.tests.clients import join_chat
+from realtime.closecodes import CLOSE_LOGGED_OUT
 from realtime.dispatch import FastDispatchMixin
+from realtime.testing import ORIGIN, session_cookie
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -84,10 +87,7 @@ async def test_the_chat_skips_the_cleanup_only_where_handlers_clean_or_need_none
 
 
 async def test_message_types_not_listed_keep_the_cleanup(channel_layer, cleanups):
-    Recorder.reset()
-    communicator = WebsocketCommunicator(Recorder.as_asgi(), "/")
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
+    communicator = await connected_recorder()
     try:
         await communicator.send_to(text_data="hello")
         assert await next_entry() == "frame hello"
@@ -124,15 +124,20 @@ class Recorder(FastDispatchMixin, AsyncWebsocketConsumer):
         self.log.put_nowait("slow end")
 
 
+async def connected_recorder() -> WebsocketCommunicator:
+    Recorder.reset()
+    communicator = WebsocketCommunicator(Recorder.as_asgi(), "/")
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    return communicator
+
+
 async def next_entry() -> str:
     return await asyncio.wait_for(Recorder.log.get(), TIMEOUT)
 
 
 async def test_handlers_run_one_at_a_time_in_arrival_order(channel_layer):
-    Recorder.reset()
-    communicator = WebsocketCommunicator(Recorder.as_asgi(), "/")
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
+    communicator = await connected_recorder()
     try:
         await get_channel_layer().group_send("recorder", {"type": "test.slow"})
         assert await next_entry() == "slow start"
@@ -148,22 +153,53 @@ async def test_handlers_run_one_at_a_time_in_arrival_order(channel_layer):
 
 
 async def test_a_failing_handler_ends_the_consumer_with_its_exception(channel_layer):
-    Recorder.reset()
-    communicator = WebsocketCommunicator(Recorder.as_asgi(), "/")
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
+    communicator = await connected_recorder()
     await communicator.send_to(text_data="boom")
     with pytest.raises(RuntimeError, match="handler failed"):
         await communicator.wait(timeout=TIMEOUT)
     # Its channel-layer reader was stopped too: nothing is left reading.
-    assert not [t for t in asyncio.all_tasks() if "pump" in repr(t.get_coro())]
+    assert readers() == 0
 
 
 async def test_a_clean_disconnect_stops_both_readers(channel_layer):
-    Recorder.reset()
-    communicator = WebsocketCommunicator(Recorder.as_asgi(), "/")
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
+    communicator = await connected_recorder()
     await communicator.disconnect()
     await communicator.wait(timeout=TIMEOUT)  # ended without an exception
-    assert not [t for t in asyncio.all_tasks() if "pump" in repr(t.get_coro())]
+    assert readers() == 0
+
+
+def readers() -> int:
+    """The consumers' source readers running now (one per source each)."""
+    return len([t for t in asyncio.all_tasks() if "pump" in repr(t.get_coro())])
+
+
+async def test_a_chat_socket_reads_its_own_channel_only_once_it_joins_a_group(
+    channel_layer, make_communicator, make_user
+):
+    """channel_on_demand: an anonymous socket's room comes through the fan-out, so it
+    reads only its client; a signed-in one joins its user's group and reads its
+    channel too, and the group's events reach it."""
+    ann = await join_chat(make_communicator)
+    try:
+        assert readers() == 1
+        await ann.send_json_to({"message": "hello"})
+        assert (await ann.receive_json_from(timeout=TIMEOUT))["message"] == "hello"
+        user = await database_sync_to_async(make_user)("bob")
+        cookie = await database_sync_to_async(session_cookie)(user)
+        bob = await join_chat(make_communicator, headers=[ORIGIN, cookie])
+        assert readers() == 3
+        await get_channel_layer().group_send(user_group_name(user.pk), {"type": "chat.logout"})
+        closed = await bob.receive_output(timeout=TIMEOUT)
+        assert closed == {"type": "websocket.close", "code": CLOSE_LOGGED_OUT}
+        await bob.wait(timeout=TIMEOUT)
+        assert readers() == 1
+    finally:
+        await ann.disconnect()
+
+
+async def test_a_consumer_not_on_demand_reads_its_channel_from_the_start(channel_layer):
+    communicator = await connected_recorder()
+    try:
+        assert readers() == 2
+    finally:
+        await communicator.disconnect()
