@@ -62,12 +62,14 @@ class FastDispatchMixin:
         self.one_at_a_time = asyncio.Lock()
         self.pumps: list[asyncio.Task[None]] = []
         self.all_pumps = asyncio.get_running_loop().create_future()
-        self.start_pump(receive)
+        self.listening = False
         if self.channel_layer is not None:
+            # Named before the first message is handled: handlers use the name.
             self.channel_name = await self.channel_layer.new_channel()
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            if not self.channel_on_demand:
-                await self.listen_on_channel()
+        self.start_pump(receive)
+        if not self.channel_on_demand:
+            await self.listen_on_channel()
         try:
             ended = await self.all_pumps
             with contextlib.suppress(StopConsumer):
@@ -80,7 +82,8 @@ class FastDispatchMixin:
 
     async def listen_on_channel(self) -> None:
         """Start reading the consumer's channel, once (``channel_on_demand``)."""
-        if len(self.pumps) < 2 and self.channel_layer is not None:
+        if not self.listening and self.channel_layer is not None:
+            self.listening = True
             self.start_pump(self.channel_receive)
 
     def start_pump(self, source: Callable[[], Awaitable[dict[str, Any]]]) -> None:
