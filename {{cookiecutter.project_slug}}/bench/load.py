@@ -66,6 +66,8 @@ class Member:
         self.ws = ws
         self.bench = bench
         self.errors: Counter[str] = Counter()
+        # When its history frame arrived: from then on it is in the room, live.
+        self.joined_at: int | None = None
         self.task = asyncio.ensure_future(self.read())
 
     async def read(self) -> None:
@@ -76,7 +78,10 @@ class Member:
                 text = data if isinstance(data, str) else data.decode()
                 # A history frame (sent on joining) may list a message this member
                 # also receives live: only live frames count.
-                mark = None if HISTORY in text else parse_mark(text)
+                history = HISTORY in text
+                if history and self.joined_at is None:
+                    self.joined_at = now
+                mark = None if history else parse_mark(text)
                 if mark is None:
                     if '"error"' in text:
                         self.errors[error_code(text)] += 1
@@ -275,15 +280,22 @@ class Bench:
             return member
 
         usage = Usage(servers, self.stack)
+        storm_start = time.perf_counter_ns()
         opened = await asyncio.gather(*(one(i) for i in range(count)))
         members = [m for m in opened if m is not None]
+        # In the room once its history has arrived (both servers send one on joining).
+        await wait_for(lambda: all(m.joined_at for m in members), DRAIN_TIMEOUT)
         used = usage.stop()
+        joined = [m.joined_at for m in members if m.joined_at]
         row: dict[str, Any] = {
             "clients": count,
             "connected": len(members),
             "failed_connects": sum(failures.values()),
             "failures": dict(failures),
             "server_rss_mb": used.rss_mb,
+            # From the moment they all start connecting until the last one is in.
+            "all_in_ms": (max(joined) - storm_start) / 1e6 if joined else None,
+            "not_in": len(members) - len(joined),
         }
         row.update({f"connect_{k}": v for k, v in latency_figures(times).items()})
         try:

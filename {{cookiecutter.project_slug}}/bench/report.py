@@ -15,6 +15,7 @@ RATIO_FIGURES = {
     "p50_ms": False,
     "p99_ms": False,
     "kb_per_connection": False,
+    "all_in_ms": False,
 }
 
 
@@ -62,6 +63,7 @@ COLUMNS = {
         ("failed", "failed_connects", "{:,}"),
         ("connect p50 ms", "connect_p50_ms", "{:.0f}"),
         ("connect p99 ms", "connect_p99_ms", "{:.0f}"),
+        ("all in ms", "all_in_ms", "{:,.0f}"),
         ("delivered", "delivered", "{:,}"),
         ("left in group", "left_in_group", "{}"),
         SERVER_RSS,
@@ -144,6 +146,7 @@ COMPARED = {
     "failed_connects": False,
     "connect_p50_ms": False,
     "connect_p99_ms": False,
+    "all_in_ms": False,
     "left_in_group": False,
     "kb_per_connection": False,
 }

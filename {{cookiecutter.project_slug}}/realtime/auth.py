@@ -23,16 +23,16 @@ https://channels.readthedocs.io/en/stable/topics/sessions.html
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
-
-from importlib import import_module
 
 from channels.auth import AuthMiddleware, UserLazyObject, get_user
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 from django.utils.functional import LazyObject
 
@@ -123,15 +123,21 @@ class WebSocketAuthMiddleware:
             if name == b"cookie":
                 cookies = parse_cookie(value.decode("latin1"))
                 break
-        session = LazyObject()
-        session._wrapped = import_module(settings.SESSION_ENGINE).SessionStore(
+        store = import_module(settings.SESSION_ENGINE).SessionStore(
             cookies.get(settings.SESSION_COOKIE_NAME)
         )
+        session = LazyObject()
+        session._wrapped = store
         own = {**scope, "cookies": cookies, "session": session}
         if "user" not in own:
             own["user"] = UserLazyObject()
         if isinstance(own["user"], UserLazyObject):
-            own["user"]._wrapped = await get_user(own)
+            if store.session_key is None:
+                # No session cookie: nobody to look up, and no hop to the database
+                # thread for it (a thousand sockets connecting at once queued there).
+                own["user"]._wrapped = AnonymousUser()
+            else:
+                own["user"]._wrapped = await get_user(own)
         return await self.inner(own, receive, send)
 
 

@@ -108,3 +108,15 @@ class FastDispatchMixin:
             await getattr(self, event_type.replace(".", "_"))(message)
         else:
             await super().dispatch(message)  # type: ignore[misc]
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' own, which also awaits ``aclose_old_connections()`` after the
+        consumer's ``disconnect``: skipped too when ``websocket.disconnect`` is in
+        ``skip_cleanup_for``."""
+        if "websocket.disconnect" not in self.skip_cleanup_for:
+            await super().websocket_disconnect(message)  # type: ignore[misc]
+            return
+        for group in getattr(self, "groups", None) or ():
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await self.disconnect(message["code"])  # type: ignore[attr-defined]
+        raise StopConsumer

@@ -283,7 +283,10 @@ class SocketGuards:
         return True
 
     async def claim_sockets(self, user: Any) -> bool:
-        """``claim_sockets_sync`` for async code."""
+        """``claim_sockets_sync`` for async code; no hop to a thread when there is
+        nothing to claim (no cap applies to this socket)."""
+        if not self.claims_wanted(user):
+            return True
         return bool(await run_claims(self.claim_sockets_sync, user))
 
     def check_rate(self) -> bool:

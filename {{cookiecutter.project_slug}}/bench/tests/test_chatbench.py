@@ -61,6 +61,10 @@ def assert_sane(rows: list[dict], server: str, *, groups_visible: bool) -> None:
         assert all(math.isfinite(v) and v > 0 for v in ratios.values())
     for row in rows_of(rows, "storm", server) + rows_of(rows, "storm", "bare"):
         assert (row["connected"], row["failed_connects"], row["delivered"]) == (20, 0, 20)
+        assert 0 < row["connect_p50_ms"] <= row["connect_p99_ms"] <= row["all_in_ms"]
+        assert row["not_in"] == 0  # every member got its history
+    for row in rows_of(rows, "storm", server):
+        assert row["x_bare"]["all_in_ms"] > 0
     for row in rows_of(rows, "storm", server):
         # Everyone left: the layer's group is empty again (None: in-process layer).
         assert row["left_in_group"] == (0 if groups_visible else None)
@@ -120,9 +124,7 @@ def test_ratios_are_ours_over_bare_and_missing_figures_print_na():
 
 
 def test_the_closed_loop_runs_once_per_number_of_senders_each_with_its_ratio(tmp_path):
-    _, rows, table = run(
-        tmp_path, "--layer", "memory", "--modes", "saturate", "--senders", "1,2,9"
-    )
+    _, rows, table = run(tmp_path, "--layer", "memory", "--modes", "saturate", "--senders", "1,2,9")
     for server in ("project", "bare"):
         # 9 senders in a room of 4 are its 4 members.
         assert [r["senders"] for r in rows_of(rows, "saturate", server)] == [1, 2, 4]
@@ -151,8 +153,12 @@ def test_hops_are_timed_inside_the_server_and_add_up(tmp_path):
 def test_compare_prints_each_figures_change_between_two_saved_runs(tmp_path, capsys):
     def saved(name: str, deliveries: float, cpu: float) -> str:
         path = tmp_path / name
-        meta = {"kind": "meta", "date": name, "command": "python -m bench.chatbench",
-                "machine": {"cpu": "test", "cores": 2}}
+        meta = {
+            "kind": "meta",
+            "date": name,
+            "command": "python -m bench.chatbench",
+            "machine": {"cpu": "test", "cores": 2},
+        }
         rows = [
             {"mode": "saturate", "server": "project", "label": "project", "clients": 100,
              "senders": 10, "deliveries_per_s": deliveries, "server_cpu_us_per_delivery": cpu,
@@ -169,7 +175,8 @@ def test_compare_prints_each_figures_change_between_two_saved_runs(tmp_path, cap
     assert "saturate project C=100 senders=10" in out
     assert "+50.0% better" in out  # deliveries/s
     assert "-50.0% better" in out  # CPU per delivery
-    assert "idle project C=1000" in out and "same" in out
+    assert "idle project C=1000" in out
+    assert "same" in out
     (tmp_path / "bad.jsonl").write_text("not json\n")
     assert chatbench.main(["--compare", before, str(tmp_path / "bad.jsonl")]) == 2
     assert "chatbench --compare" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import limits, selectors, services
+from chat import limits, openings, selectors, services
 from chat.consumers.room_events import RoomEventsMixin
 from chat.models import Room
 from chat.protocol import (
@@ -30,7 +30,13 @@ from chat.protocol import (
     history_frame,
     parse_client_frame,
 )
-from chat.rooms import SESSION_LAST_ROOM, InvalidRoomName, user_group_name, validate_room_name
+from chat.rooms import (
+    SESSION_LAST_ROOM,
+    InvalidRoomName,
+    room_group_name,
+    user_group_name,
+    validate_room_name,
+)
 from realtime.dispatch import FastDispatchMixin
 from realtime.fanout import FanoutMixin
 from realtime.faults import LayerFaultsMixin
@@ -42,11 +48,19 @@ class ChatConsumer(
     LayerFaultsMixin, FanoutMixin, RoomEventsMixin, FastDispatchMixin, AsyncWebsocketConsumer
 ):
     room: Room | None = None
-    # The handlers of these events only send a frame or close; receive() stores and
-    # reads through chat/writer.py and database_sync_to_async, which clean the
-    # connections themselves (realtime/dispatch.py).
+    # The handlers of these events only send a frame or close; connect, receive and
+    # disconnect store and read through chat/writer.py and database_sync_to_async,
+    # which clean the connections themselves (realtime/dispatch.py).
     skip_cleanup_for = frozenset(
-        {"chat.message", "chat.moderated", "chat.typing", "chat.logout", "websocket.receive"}
+        {
+            "chat.message",
+            "chat.moderated",
+            "chat.typing",
+            "chat.logout",
+            "websocket.connect",
+            "websocket.receive",
+            "websocket.disconnect",
+        }
     )
     # The room reaches the socket through the fan-out: its own channel is read only
     # once it joins the user's group (signed in), realtime/dispatch.py.
@@ -65,26 +79,28 @@ class ChatConsumer(
         if await self.refused_at_handshake():
             return
         user = self.scope["user"]
+        # The room's broadcasts reach this socket through the process's fan-out, which
+        # holds them back until the history read below has been sent: joined first,
+        # so that nothing posted meanwhile is missed.
+        await self.join_fanout(room_group_name(room_name))
         try:
-            self.room = await database_sync_to_async(limits.room_get_or_create_limited)(
-                name=room_name, user=user, address=client_address(self.scope)
+            # Read with the other sockets of this process joining now (chat/openings.py).
+            self.room, recent = await openings.room_open(
+                name=room_name,
+                user=user,
+                address=client_address(self.scope),
+                history_length=settings.CHAT_HISTORY_LENGTH,
             )
         except limits.RoomLimitReached:
-            await self.refuse_new_room()
+            await self.refuse_new_room()  # the fan-out is left as the consumer ends
             return
         self.history_requests = limits.RequestWindow(
             limit=settings.CHAT_HISTORY_REQUESTS_PER_MINUTE, seconds=60
         )
-        # The room's broadcasts reach this socket through the process's fan-out, which
-        # holds them back until the history below has been sent.
-        await self.join_fanout(self.room.group_name)
         if user.is_authenticated:
             await self.join_group(user_group_name(user.pk))
         await self.accept()
         await self.remember_room(room_name)
-        recent = await database_sync_to_async(selectors.message_list_recent)(
-            room=self.room, limit=settings.CHAT_HISTORY_LENGTH
-        )
         frame = limits.history_within_bytes(history_frame(recent, self.room.name), keep="newest")
         await self.send(text_data=encode(frame))
         await self.fanout_live()

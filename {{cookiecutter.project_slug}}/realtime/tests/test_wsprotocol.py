@@ -85,7 +85,7 @@ async def server() -> AsyncIterator[SimpleNamespace]:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: uvicorn.Config, port: int) -> AsyncIterator[SimpleNamespace]:
+async def serving(config: uvicorn.Config, port: int) -> AsyncIterator[Any]:
     running = uvicorn.Server(config)
     task = asyncio.create_task(running.serve())
     deadline = time.monotonic() + 10

@@ -45,19 +45,17 @@ async def test_chat_frames_skip_the_dispatch_cleanup_and_their_orm_calls_clean(
     ann = await join_chat(make_communicator)
     bob = await join_chat(make_communicator)
     try:
-        joined = len(cleanups)  # websocket.connect: one each
-        assert joined == 2
         await ann.send_json_to({"message": "hello"})
         for client in (ann, bob):
             assert (await client.receive_json_from(timeout=TIMEOUT))["message"] == "hello"
-        # Neither the frame ann sent (websocket.receive) nor the deliveries went
-        # through dispatch's cleanup. Storing the message cleaned before and after,
-        # in database_sync_to_async (test_writer.py counts it: Channels' test
-        # communicator turns that cleanup off while the app runs).
-        assert len(cleanups) == joined
     finally:
         await ann.disconnect()
         await bob.disconnect()
+    # Neither the joins (websocket.connect), the frame ann sent (websocket.receive),
+    # the deliveries nor the leaving went through dispatch's cleanup. Their ORM calls
+    # cleaned before and after, in database_sync_to_async (test_writer.py counts it:
+    # Channels' test communicator turns that cleanup off while the app runs).
+    assert cleanups == []
 
 
 async def test_a_message_posted_from_sync_code_is_forwarded_without_cleanup(
@@ -80,7 +78,9 @@ async def test_the_chat_skips_the_cleanup_only_where_handlers_clean_or_need_none
         "chat.moderated",
         "chat.typing",
         "chat.logout",
+        "websocket.connect",
         "websocket.receive",
+        "websocket.disconnect",
     }
     for message_type in chat.ChatConsumer.skip_cleanup_for:
         assert hasattr(chat.ChatConsumer, message_type.replace(".", "_"))
