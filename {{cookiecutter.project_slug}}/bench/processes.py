@@ -63,6 +63,11 @@ class Server:
         pid = process.pid if process is not None else pid
         self.ps = psutil.Process(pid) if pid else None
 
+    @property
+    def sends_history(self) -> bool:
+        """Whether a member gets a history frame on joining (the tutorial sends none)."""
+        return self.name != "tutorial"
+
     def ws_url(self, room: str) -> str:
         return f"{self.base_url}/ws/chat/{room}/"
 

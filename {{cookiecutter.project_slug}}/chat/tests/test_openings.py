@@ -11,9 +11,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 
 from chat import limits, openings, services
-from chat.models import Room
+from chat.models import Message, Room
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -65,15 +66,21 @@ async def test_a_socket_never_gets_a_read_that_began_before_it_asked():
         later = asyncio.ensure_future(opening("late"))
         await asyncio.sleep(0)  # asked while the first read is under way
         # Stored from another thread (the database thread is held by the read).
-        stored = await sync_to_async(services.message_create, thread_sensitive=False)(
-            room=room, author=None, text="stored after the first read"
-        )
+        stored = await sync_to_async(store_elsewhere, thread_sensitive=False)(room)
         release.set()
         (_, early_history), (_, later_history) = await asyncio.wait_for(
             asyncio.gather(early, later), TIMEOUT
         )
     assert stored.pk not in [m.pk for m in early_history]
     assert stored.pk in [m.pk for m in later_history]
+
+
+def store_elsewhere(room: Room) -> Message:
+    """A message stored on this thread's own connection, closed after."""
+    try:
+        return services.message_create(room=room, author=None, text="stored after the first read")
+    finally:
+        connection.close()
 
 
 async def test_a_new_room_is_created_once_by_the_first_socket_allowed_to():
