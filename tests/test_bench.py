@@ -4,6 +4,7 @@ and prints sane figures, as a table and as JSON lines. Never a timing threshold.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -34,6 +35,11 @@ def test_chatbench_runs_in_a_generated_project(tmp_path, uv_path):
     meta, *rows = (json.loads(line) for line in out.read_text().splitlines())
     assert meta["kind"] == "meta"
     assert meta["server_command"].startswith(("daphne", "uvicorn"))
+    # Production's topology by default: the Redis layer and the worker, where Redis is.
+    if shutil.which("redis-server"):
+        assert (meta["layer"], meta["worker"]) == ("redis", True)
+    else:
+        assert (meta["layer"], meta["worker"]) == ("memory", False)
 
     by_server = {(r["mode"], r["server"]): r for r in rows}
     assert set(by_server) == {(m, s) for m in ("saturate", "storm") for s in ("project", "bare")}

@@ -362,9 +362,7 @@ async def test_wake_ups_are_sent_one_at_a_time_off_the_senders_path(monkeypatch)
     assert sent == [1, 50, 51]
 
 
-async def test_a_failed_wake_up_is_logged_once_and_never_reaches_the_publisher(
-    monkeypatch, caplog
-):
+async def test_a_failed_wake_up_is_logged_once_and_never_reaches_the_publisher(monkeypatch, caplog):
     async def broken(*, message_id: int) -> None:
         raise ConnectionError("Redis is gone")
 
