@@ -29,11 +29,14 @@ import json
 import os
 import signal
 import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.load import parse_mark
+from bench.measure import latency_figures
+from bench.report import aligned
 
 # Stamps by (run, sender, send time): hop -> time (ns).
 STAMPS: dict[tuple[int, int, int], dict[str, int]] = {}
@@ -95,8 +98,11 @@ def install(path: str) -> None:
     wrap(ChatConsumer, "receive", receive)
     wrap(writer, "save", save)
     wrap(fanout.GroupFanout, "deliver", deliver)
+    from channels.layers import get_channel_layer
+
     # The worker's wake-up leaves later, off the message's path (chat/services.py).
-    wrap(type(_layer()), "group_send", lambda original: after(original, "published"))
+    layer_class = type(get_channel_layer())
+    wrap(layer_class, "group_send", lambda original: after(original, "published"))
     dump_on_exit(Path(path))
 
 
@@ -112,12 +118,6 @@ def dump_on_exit(path: Path) -> None:
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
-
-
-def _layer() -> Any:
-    from channels.layers import get_channel_layer
-
-    return get_channel_layer()
 
 
 def stamp(hop: str) -> None:
@@ -177,17 +177,13 @@ def read(paths: list[Path]) -> dict[int, list[dict[str, int]]]:
     return runs
 
 
-def figures(records: list[dict[str, int]]) -> dict[str, dict[str, float]]:
-    """Median and p99 (ms) of each hop over a run's messages."""
+def figures(records: list[dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """Median, p99 and max (ms) of each hop over a run's messages, and how many."""
     out = {}
     for name, start, end in INTERVALS:
-        samples = sorted((r[end] - r[start]) / 1e6 for r in records if start in r and end in r)
+        samples = array("q", (r[end] - r[start] for r in records if start in r and end in r))
         if samples:
-            out[name] = {
-                "p50_ms": samples[len(samples) // 2],
-                "p99_ms": samples[min(len(samples) - 1, int(0.99 * len(samples)))],
-                "count": len(samples),
-            }
+            out[name] = {**latency_figures(samples), "count": len(samples)}
     return out
 
 
@@ -218,8 +214,5 @@ def table(rows: list[dict[str, Any]]) -> str:
             cells.append("n/a" if hop is None else f"{hop['p50_ms']:.2f}/{hop['p99_ms']:.1f}")
         senders = str(r.get("senders", ""))
         body.append([r["mode"], r["label"], f"{r['clients']:,}", senders, *cells])
-    widths = [max(len(x) for x in column) for column in zip(headers, *body, strict=True)]
-    lines = ["\nhops (ms, median/p99, from the servers' timestamps: bench/hops.py)"]
-    for values in [headers, *body]:
-        lines.append("  ".join(v.rjust(w) for v, w in zip(values, widths, strict=True)))
-    return "\n".join(lines)
+    title = "\nhops (ms, median/p99, from the servers' timestamps: bench/hops.py)"
+    return "\n".join([title, *aligned(headers, body)])

@@ -235,7 +235,7 @@ class Bench:
             )
             if rate is not None:
                 row["offered_per_s"] = rate
-            if getattr(args, "hops", False):
+            if args.hops:
                 # For bench/hops.py, which joins them to the servers' stamps (not saved).
                 row["completed"] = measurement.completed
         finally:
@@ -286,13 +286,11 @@ class Bench:
         members = [m for m in opened if m is not None]
         # In the room once its history has arrived; for a server that sends none
         # (the tutorial), once connected.
-        if servers[0].sends_history:
+        history = servers[0].sends_history
+        if history:
             await wait_for(lambda: all(m.joined_at for m in members), DRAIN_TIMEOUT)
-        else:
-            for m in members:
-                m.joined_at = m.connected_at
         used = usage.stop()
-        joined = [m.joined_at for m in members if m.joined_at]
+        joined = [t for m in members if (t := m.joined_at if history else m.connected_at)]
         row: dict[str, Any] = {
             "clients": count,
             "connected": len(members),

@@ -211,7 +211,7 @@ def start_stack(args: argparse.Namespace, logs: Path) -> tuple[Stack, dict[str, 
                     env = dict(base_env)
                     if target == "tutorial":
                         env["BENCH_TUTORIAL_LAYER"] = "true"
-                    elif getattr(args, "hops", False):
+                    elif args.hops:
                         env["BENCH_HOPS_FILE"] = str(logs / f"hops-{target}{n + 1}.jsonl")
                     process, port = start_server(
                         stack,

@@ -3,6 +3,7 @@ the latency plot."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +93,18 @@ def table(rows: list[dict[str, Any]]) -> str:
             [r["label"], f"{r['clients']:,}", *(cell(r, f, fmt) for _, f, fmt in COLUMNS[mode])]
             for r in selected
         ]
-        widths = [max(len(x) for x in column) for column in zip(headers, *body, strict=True)]
         lines.append(f"\n{mode}")
-        for values in [headers, *body]:
-            lines.append("  ".join(v.rjust(w) for v, w in zip(values, widths, strict=True)))
+        lines.extend(aligned(headers, body))
     return "\n".join(lines)
+
+
+def aligned(headers: list[str], body: list[list[str]]) -> list[str]:
+    """The header and each row, every column right-aligned to its widest cell."""
+    widths = [max(len(x) for x in column) for column in zip(headers, *body, strict=True)]
+    return [
+        "  ".join(v.rjust(w) for v, w in zip(values, widths, strict=True))
+        for values in [headers, *body]
+    ]
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> str:
@@ -131,14 +139,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> str:
     return f"plot written to {path}"
 
 
-# Figures --compare prints for two runs, and whether higher is better (None: neither).
+# Figures --compare prints for two runs, and whether higher is better (None: neither):
+# those with a ratio to the bare server, and these.
 COMPARED = {
-    "deliveries_per_s": True,
-    "p50_ms": False,
-    "p99_ms": False,
+    **RATIO_FIGURES,
     "max_ms": False,
     "loss": False,
-    "server_cpu_us_per_delivery": False,
     "redis_cpu_us_per_delivery": False,
     "server_rss_mb": False,
     "client_cpu_pct": None,
@@ -146,16 +152,12 @@ COMPARED = {
     "failed_connects": False,
     "connect_p50_ms": False,
     "connect_p99_ms": False,
-    "all_in_ms": False,
     "left_in_group": False,
-    "kb_per_connection": False,
 }
 
 
 def read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A run saved with --jsonl: its meta line and its rows."""
-    import json
-
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not lines or lines[0].get("kind") != "meta":
         raise ValueError(f"{path} is not a chatbench --jsonl file (no meta line first)")

@@ -24,7 +24,7 @@ from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import RedisError
 
 from chat import selectors, services
-from chat.models import Message, Room
+from chat.models import Room
 from realtime import closecodes
 from realtime.frames import encode
 
@@ -161,13 +161,3 @@ def room_get_or_create_limited(*, name: str, user: Any, address: str | None) -> 
     if not room_creation_allowed(user=user, address=address):
         raise RoomLimitReached(name)
     return services.room_get_or_create(name=name)
-
-
-def room_open_limited(
-    *, name: str, user: Any, address: str | None, history_length: int
-) -> tuple[Room, list[Message]]:
-    """``room_get_or_create_limited`` and the room's recent history, in one call: a
-    socket joining pays one hop to the database thread for both (a thousand joining
-    at once queue there, one call at a time)."""
-    room = room_get_or_create_limited(name=name, user=user, address=address)
-    return room, selectors.message_list_recent(room=room, limit=history_length)

@@ -18,7 +18,7 @@ before the socket joined may miss a message stored in between; one that begins
 after it joined cannot.
 
 A room that does not exist yet is created by the first socket of the batch that
-may create it (``limits.room_open_limited``: creating it is charged to its
+may create it (``limits.room_get_or_create_limited``: creating it is charged to its
 creator's ``CHAT_ROOMS_PER_HOUR``); a socket refused that is refused alone, and the
 others of the batch get the room the next one created.
 """
@@ -26,44 +26,35 @@ others of the batch get the room the next one created.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from chat import limits, selectors
 from chat.models import Message, Room
+from realtime.loops import PerLoop
 
 Opened = tuple[Room, list[Message]]
-
-
-def room_read(*, name: str, history_length: int) -> Opened | None:
-    """The room and its recent history, or None if there is no such room."""
-    room = selectors.room_get(name=name)
-    if room is None:
-        return None
-    return room, selectors.message_list_recent(room=room, limit=history_length)
 
 
 def rooms_open(
     *, name: str, history_length: int, requesters: list[tuple[Any, str | None]]
 ) -> list[Opened | Exception]:
-    """Open the room for each ``(user, address)`` in turn, reading it once: each
-    requester's outcome, the room or ``limits.RoomLimitReached``."""
-    opened = room_read(name=name, history_length=history_length)
-    outcomes: list[Opened | Exception] = []
+    """Open the room for each ``(user, address)`` in turn, reading it and its history
+    once: each requester's outcome, the room or ``limits.RoomLimitReached``."""
+    room = selectors.room_get(name=name)
+    outcomes: list[Room | Exception] = []
     for user, address in requesters:
-        if opened is None:
+        if room is None:
             try:
-                opened = limits.room_open_limited(
-                    name=name, user=user, address=address, history_length=history_length
-                )
+                room = limits.room_get_or_create_limited(name=name, user=user, address=address)
             except limits.RoomLimitReached as refused:
                 outcomes.append(refused)
                 continue
-        # Each socket its own list: a consumer may change it.
-        outcomes.append((opened[0], [*opened[1]]))
-    return outcomes
+        outcomes.append(room)
+    recent = [] if room is None else selectors.message_list_recent(room=room, limit=history_length)
+    # Each socket its own list: a consumer may change it.
+    return [o if isinstance(o, Exception) else (o, [*recent]) for o in outcomes]
 
 
 Waiting = tuple["asyncio.Future[Opened]", Any, str | None]
@@ -115,17 +106,11 @@ class RoomOpener:
 
 
 # Each event loop's opener (a future belongs to the loop that made it).
-OPENERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomOpener] = (
-    weakref.WeakKeyDictionary()
-)
+OPENERS = PerLoop(RoomOpener)
 
 
 async def room_open(*, name: str, user: Any, address: str | None, history_length: int) -> Opened:
     """The room (created if new, within its creator's limit: else
     ``limits.RoomLimitReached``) and its recent history, for a socket that has
     joined the room's fan-out."""
-    loop = asyncio.get_running_loop()
-    opener = OPENERS.get(loop)
-    if opener is None:
-        opener = OPENERS[loop] = RoomOpener()
-    return await opener.open(name, user, address, history_length)
+    return await OPENERS.get().open(name, user, address, history_length)

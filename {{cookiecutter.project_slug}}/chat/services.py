@@ -11,7 +11,6 @@ import datetime
 import hashlib
 import logging
 import re
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from chat.models import Message, Room
 from chat.protocol import message_frame, moderated_frame, typing_frame
 from chat.rooms import user_group_name, validate_room_name
 from realtime.frames import encode
+from realtime.loops import PerLoop
 
 logger = logging.getLogger(__name__)
 
@@ -239,9 +239,7 @@ class WorkerWakeUps:
 
 
 # Each event loop's wake-ups (a task belongs to the loop that made it).
-WAKE_UPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WorkerWakeUps] = (
-    weakref.WeakKeyDictionary()
-)
+WAKE_UPS = PerLoop(WorkerWakeUps)
 
 
 async def worker_wake_up(*, message_id: int) -> None:
@@ -278,11 +276,7 @@ async def message_publish(*, message: Message, room: Room, wait: bool = False) -
     if wait:
         await worker_wake_up(message_id=message.pk)
         return
-    loop = asyncio.get_running_loop()
-    wake_ups = WAKE_UPS.get(loop)
-    if wake_ups is None:
-        wake_ups = WAKE_UPS[loop] = WorkerWakeUps()
-    wake_ups.wake(message.pk)
+    WAKE_UPS.get().wake(message.pk)
 
 
 def message_post(*, room_name: str, author: Author, text: str) -> Message:

@@ -26,12 +26,12 @@ https://docs.djangoproject.com/en/5.2/ref/models/querysets/#bulk-create
 from __future__ import annotations
 
 import asyncio
-import weakref
 
 from channels.db import database_sync_to_async
 
 from chat import services
 from chat.models import Message
+from realtime.loops import PerLoop
 
 # Messages stored in one batch at most (one transaction; one INSERT on PostgreSQL,
 # a few on SQLite, whose statements take fewer parameters); the rest go in the next.
@@ -89,16 +89,10 @@ class MessageWriter:
 
 
 # Each event loop's writer (a future belongs to the loop that made it).
-WRITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MessageWriter] = (
-    weakref.WeakKeyDictionary()
-)
+WRITERS = PerLoop(MessageWriter)
 
 
 async def save(message: Message) -> Message:
     """Store a new message (from ``services.message_new``) with the others waiting in
     this event loop, and return it with its id."""
-    loop = asyncio.get_running_loop()
-    writer = WRITERS.get(loop)
-    if writer is None:
-        writer = WRITERS[loop] = MessageWriter()
-    return await writer.save(message)
+    return await WRITERS.get().save(message)

@@ -15,7 +15,7 @@ uvicorn's own Sans-I/O protocol plus:
   INFO line;
 - the application can tell whether a send would return at once, and write a text
   frame it encoded once for many sockets: the scope's ``realtime.send_ready``
-  extension (``realtime.fanout.SEND_READY``), so that a group's fan-out writes to
+  extension (``SEND_READY``, which ``realtime/fanout.py`` uses), so that a group's fan-out writes to
   the sockets that can take a frame and buffers for the others, never waiting on
   one, and encodes each broadcast once instead of once per socket (a server frame
   is not masked, so its bytes are the same for every socket without compression);

@@ -85,7 +85,7 @@ def store_elsewhere(room: Room) -> Message:
 
 async def test_a_new_room_is_created_once_by_the_first_socket_allowed_to():
     refused = limits.RoomLimitReached()
-    real = limits.room_open_limited
+    real = limits.room_get_or_create_limited
 
     def first_is_over_its_limit(**kwargs):
         if kwargs["address"] == "10.0.0.1":
@@ -93,7 +93,7 @@ async def test_a_new_room_is_created_once_by_the_first_socket_allowed_to():
         return real(**kwargs)
 
     with mock.patch.object(
-        limits, "room_open_limited", side_effect=first_is_over_its_limit
+        limits, "room_get_or_create_limited", side_effect=first_is_over_its_limit
     ) as opens:
         outcomes = await asyncio.gather(
             *(opening("fresh", address=f"10.0.0.{n}") for n in range(1, 6)),
