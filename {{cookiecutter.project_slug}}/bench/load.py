@@ -40,13 +40,31 @@ CONNECT_CONCURRENCY = 50
 MARK = "~b"
 MARK_LENGTH = len(MARK) + 4 + 6 + 19
 
-# What marks a history frame, in the project's protocol and the bare server's.
+# What marks a history frame, in the project's protocol and the bare server's, and
+# the project's ack of a message sent with a client_id (it carries the message).
 HISTORY = '"history"'
+ACK = '"ack"'
 
 
 def message_text(run: int, sender: int, t_ns: int, size: int) -> str:
     core = f"{MARK}{run:04d}{sender:06d}{t_ns:019d}~"
     return core + "x" * max(0, size - len(core))
+
+
+def client_id(token: str, run: int, sender: int, t_ns: int) -> str:
+    """The client_id a message is sent with, as the shipped client sends one
+    (chat-socket.js): unique across senders, runs and chatbench invocations (the
+    benchmark's members are anonymous: one sender to the unique constraint)."""
+    return f"{token}-{run}-{sender}-{t_ns}"
+
+
+def delivery_mark(text: str) -> tuple[int, int, int] | None:
+    """The mark of a live message frame: None for any other frame, such as a
+    history, which may list a message also received live, or the ack of a
+    message the member sent."""
+    if HISTORY in text or ACK in text:
+        return None
+    return parse_mark(text)
 
 
 def parse_mark(text: str) -> tuple[int, int, int] | None:
@@ -77,12 +95,9 @@ class Member:
             async for data in self.ws:
                 now = time.perf_counter_ns()
                 text = data if isinstance(data, str) else data.decode()
-                # A history frame (sent on joining) may list a message this member
-                # also receives live: only live frames count.
-                history = HISTORY in text
-                if history and self.joined_at is None:
+                if self.joined_at is None and HISTORY in text:
                     self.joined_at = now
-                mark = None if history else parse_mark(text)
+                mark = delivery_mark(text)
                 if mark is None:
                     if '"error"' in text:
                         self.errors[error_code(text)] += 1
@@ -94,7 +109,9 @@ class Member:
                     bench.late += 1
 
     async def post(self, run: int, t_ns: int, size: int) -> None:
-        await self.ws.send(json.dumps({"message": message_text(run, self.index, t_ns, size)}))
+        text = message_text(run, self.index, t_ns, size)
+        ids = client_id(self.bench.token, run, self.index, t_ns)
+        await self.ws.send(json.dumps({"message": text, "client_id": ids}))
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -118,6 +135,8 @@ class Bench:
         self.current: Measurement | None = None
         self.run = 0
         self.late = 0
+        # Part of every client_id: runs of earlier invocations stay in the database.
+        self.token = secrets.token_hex(4)
 
     def next_run(self) -> int:
         self.run = (self.run + 1) % 10000

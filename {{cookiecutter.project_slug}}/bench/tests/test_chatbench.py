@@ -85,6 +85,24 @@ def test_marks_survive_any_frame_format():
     assert load.parse_mark('{"type": "history", "messages": []}') is None
 
 
+def test_only_live_message_frames_count_as_deliveries():
+    text = load.message_text(7, 42, 123456789, 64)
+    message = {"type": "message", "id": 1, "message": text}
+    assert load.delivery_mark(json.dumps(message)) == (7, 42, 123456789)
+    # The sender's ack and a history carry the message too; neither is a delivery.
+    ack = {"type": "ack", "client_id": load.client_id("ab12", 7, 42, 123456789)}
+    assert load.delivery_mark(json.dumps({**ack, "message": message})) is None
+    assert load.delivery_mark(json.dumps({"type": "history", "messages": [message]})) is None
+
+
+def test_client_ids_are_what_the_server_takes():
+    from chat.protocol import CLIENT_ID_RE
+
+    longest = load.client_id("f" * 8, 9999, 999999, 2**63 - 1)
+    assert CLIENT_ID_RE.fullmatch(longest)
+    assert load.client_id("ab12", 1, 2, 3) != load.client_id("ab12", 1, 3, 3)
+
+
 def test_the_procfile_command_is_served_on_the_handed_over_socket():
     args = processes.server_args(
         "daphne --proxy-headers -b 0.0.0.0 -p $PORT --ping-interval 20 config.asgi:application",

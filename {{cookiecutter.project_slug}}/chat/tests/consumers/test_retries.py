@@ -95,8 +95,7 @@ async def test_the_same_client_id_from_two_senders_is_two_messages(
     assert authors == ["ann", "bob"]
 
 
-@pytest.mark.parametrize("save", ["message_save_once", "message_create_once"])
-async def test_a_retry_racing_its_first_copy_is_stored_once(channel_layer, save):
+async def test_a_retry_racing_its_first_copy_is_stored_once(channel_layer):
     """A copy that missed the first lookup (the other was being stored by another
     process): the unique constraint refuses it, and it is answered with the other."""
     room = await database_sync_to_async(services.room_get_or_create)(name="lobby")
@@ -109,11 +108,27 @@ async def test_a_retry_racing_its_first_copy_is_stored_once(channel_layer, save)
         "message_get_by_client_id",
         side_effect=lambda **kwargs: next(misses, None) or real(**kwargs),
     ):
-        if save == "message_save_once":
-            again, new = await services.message_save_once(**post)
-        else:
-            again, new = await database_sync_to_async(services.message_create_once)(**post)
+        again, new = await database_sync_to_async(services.message_create_once)(**post)
     assert (again.pk, new) == (first.pk, False)
+    assert await Message.objects.acount() == 1
+
+
+async def test_the_async_consumers_look_a_message_up_only_when_the_constraint_refuses_it(
+    channel_layer,
+):
+    """No lookup before storing (a hop per message): the unique constraint tells a
+    retry, which is then answered with the stored copy."""
+    room = await database_sync_to_async(services.room_get_or_create)(name="lobby")
+    post = {"room": room, "author": None, "text": "hi", "sender": "s", "client_id": "once"}
+    with mock.patch.object(
+        selectors, "message_get_by_client_id", wraps=selectors.message_get_by_client_id
+    ) as lookups:
+        first, first_new = await services.message_save_once(**post)
+        assert lookups.call_count == 0
+        again, again_new = await services.message_save_once(**post)
+        assert lookups.call_count == 1
+    assert (first_new, again_new) == (True, False)
+    assert again.pk == first.pk
     assert await Message.objects.acount() == 1
 
 
