@@ -22,8 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import AutoField
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat import selectors
@@ -155,16 +154,17 @@ def messages_save(*, messages: Sequence[Message]) -> list[Message | Exception]:
     """Store new messages, in order, and give each its outcome: the saved message,
     or the error that kept it from being stored.
 
-    Several messages go in one INSERT (``messages_insert``). If it fails, the
-    messages are stored one by one, so that a message the database refuses (a
-    retry's repeated client_id, say) fails alone and the others are stored. A
-    database that cannot return the new ids from a multi-row INSERT (MySQL) stores
-    them one by one.
+    Several messages go in one INSERT (``bulk_create``: one transaction, split into
+    a few statements on SQLite; a savepoint inside a caller's transaction). If it
+    fails, the messages are stored one by one, so that a message the database
+    refuses (a retry's repeated client_id, say) fails alone and the others are
+    stored. A database that cannot return the new ids from a multi-row INSERT
+    (MySQL) stores them one by one.
     """
     if len(messages) > 1 and connection.features.can_return_rows_from_bulk_insert:
         try:
-            with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                return [*messages_insert(messages=messages)]
+            with transaction.atomic():
+                return [*Message.objects.bulk_create(messages)]
         except Exception:  # noqa: BLE001 - each message is tried alone below, and fails alone
             logger.warning("storing %d messages at once failed; one by one now", len(messages))
     outcomes: list[Message | Exception] = []
@@ -181,38 +181,6 @@ def messages_save(*, messages: Sequence[Message]) -> list[Message | Exception]:
         else:
             outcomes.append(message)
     return outcomes
-
-
-def messages_insert(*, messages: Sequence[Message]) -> list[Message]:
-    """Store new messages at once: ``bulk_create``, or where one statement holds
-    them all and the connection commits each statement itself (autocommit, as
-    Django runs outside ``atomic``), that same multi-row INSERT without the
-    transaction ``bulk_create`` wraps it in. One statement is atomic by itself, and
-    BEGIN and COMMIT were two of the batch's three round trips to PostgreSQL, each
-    waiting for the GIL on the way back (docs/benchmark.md)."""
-    meta = Message._meta
-    # bulk_create's columns for rows without a primary key (Django 5.2).
-    fields = [f for f in meta.concrete_fields if not f.generated and not isinstance(f, AutoField)]
-    one_statement = connection.ops.bulk_batch_size(fields, messages) >= len(messages)
-    if not one_statement or not connection.get_autocommit() or connection.in_atomic_block:
-        return Message.objects.bulk_create(messages)
-    queryset = Message.objects.all()
-    # The steps bulk_create takes, minus its transaction: defaults and primary keys
-    # filled in, the INSERT ... RETURNING, and the returned ids set on each message.
-    # Both methods are QuerySet's own (Model.save() runs _insert too); django-stubs
-    # leaves private methods out, hence the ignores.
-    queryset._prepare_for_bulk_create(messages)  # type: ignore[attr-defined]
-    rows = queryset._insert(  # type: ignore[attr-defined]
-        messages, fields=fields, returning_fields=meta.db_returning_fields, using=connection.alias
-    )
-    if len(rows) != len(messages):
-        raise DatabaseError(f"{len(rows)} rows came back from an INSERT of {len(messages)}")
-    for message, row in zip(messages, rows, strict=True):
-        for value, field in zip(row, meta.db_returning_fields, strict=True):
-            setattr(message, field.attname, value)
-        message._state.adding = False
-        message._state.db = connection.alias
-    return list(messages)
 
 
 def message_event(*, message: Message, room: Room) -> dict[str, Any]:

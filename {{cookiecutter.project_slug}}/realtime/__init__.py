@@ -39,6 +39,9 @@ Public (import these; each module's docstring says how to use it):
 - ``realtime.wsprotocol.WebSocketProtocol``: uvicorn's WebSocket protocol with each
   socket's memory bounded (``--ws realtime.wsprotocol:WebSocketProtocol``, as every
   web command runs it), and the ``SEND_READY`` hint the fan-out writes by.
+- ``realtime.pginserts.PostgresInserts``: new rows of a model stored on PostgreSQL
+  from the event loop, over the loop's own async connection, without the hop to
+  the database thread (the chat's message writer stores its batches with it).
 - ``realtime.testing``: the pytest plugin (``pytest_plugins = ["realtime.testing"]``):
   communicator and layer fixtures, and the services tier's server processes
   (``realtime.testing.servers``).

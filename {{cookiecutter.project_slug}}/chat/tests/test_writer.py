@@ -4,18 +4,22 @@ each with its own id and its own failure, on connections cleaned once per batch.
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
 from unittest import mock
 
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
-from django.db import OperationalError, connection
+from django.db import IntegrityError, OperationalError, connection
 
 from chat import services, writer
 from chat.models import Message, Room
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("road"),
+]
 
 TIMEOUT = 3
 
@@ -27,28 +31,28 @@ async def room() -> Room:
 
 class Batches:
     """The size of every batch the writer stores. After ``hold()`` the next batch
-    stays on the database thread, as a slow INSERT would, until ``release()``."""
+    waits before it is stored, as a slow INSERT would, until ``release()``."""
 
     def __init__(self) -> None:
         self.sizes: list[int] = []
-        self.released = threading.Event()
+        self.released = asyncio.Event()
         self.released.set()
-        self.entered = threading.Event()
-        self.real_save = services.messages_save
+        self.entered = asyncio.Event()
+        self.real_save = writer.MessageWriter.save_batch
 
-    def save(self, *, messages):
+    async def save(self, message_writer, messages):
         self.sizes.append(len(messages))
         self.entered.set()
-        assert self.released.wait(TIMEOUT), "the test never released the batch"
-        return self.real_save(messages=messages)
+        await asyncio.wait_for(self.released.wait(), TIMEOUT)
+        return await self.real_save(message_writer, messages)
 
     def hold(self) -> None:
         self.released.clear()
         self.entered.clear()
 
     async def held(self) -> None:
-        """Wait until a batch is on the database thread, held there."""
-        assert await asyncio.to_thread(self.entered.wait, TIMEOUT)
+        """Wait until a batch is being stored, held there."""
+        await asyncio.wait_for(self.entered.wait(), TIMEOUT)
 
     def release(self) -> None:
         self.released.set()
@@ -57,8 +61,50 @@ class Batches:
 @pytest.fixture
 def batches():
     recorder = Batches()
-    with mock.patch.object(services, "messages_save", recorder.save):
+    with mock.patch.object(writer.MessageWriter, "save_batch", autospec=True) as save:
+        save.side_effect = recorder.save
         yield recorder
+
+
+class StandInInserts:
+    """``realtime.pginserts.PostgresInserts``' interface over the ORM, for the road on
+    the loop where the database is not PostgreSQL: the writer's side is the same,
+    and the connection's failure is made here (``kill``)."""
+
+    def __init__(self) -> None:
+        self.connection = object()
+        self.broken = False
+        self.killed = False
+
+    async def insert(self, objs):
+        if self.broken:  # the next insert opens a new connection
+            self.connection, self.broken = object(), False
+        if self.killed:
+            self.killed, self.broken = False, True
+            raise OperationalError("server closed the connection unexpectedly")
+        return await database_sync_to_async(lambda: list(Message.objects.bulk_create(objs)))()
+
+
+@pytest.fixture(params=["on the loop", "on the database thread"])
+def road(request):
+    """Each test runs both ways a batch can be stored: on the loop (on PostgreSQL its
+    own connection, elsewhere ``StandInInserts``), and on the database thread."""
+    on_loop = request.param == "on the loop"
+    real_init = writer.MessageWriter.__init__
+
+    def init(self):
+        real_init(self)
+        if not on_loop:
+            self.inserts = None
+        elif self.inserts is None:
+            self.inserts = StandInInserts()
+
+    with mock.patch.object(writer.MessageWriter, "__init__", init):
+        yield request.param
+
+
+ON_THE_LOOP = pytest.mark.parametrize("road", ["on the loop"], indirect=True)
+ON_THE_THREAD = pytest.mark.parametrize("road", ["on the database thread"], indirect=True)
 
 
 def new(room: Room, text: str) -> Message:
@@ -129,26 +175,11 @@ async def test_a_message_the_database_refuses_fails_alone(room):
     assert await stored_texts(room) == ["before", "after"]
 
 
-async def test_a_database_without_multi_row_returning_stores_one_by_one(room):
-    features = type(connection.features)
-    with (
-        mock.patch.object(
-            features, "can_return_rows_from_bulk_insert", new_callable=mock.PropertyMock
-        ) as can_return,
-        mock.patch.object(Message.objects, "bulk_create") as bulk_create,
-    ):
-        can_return.return_value = False
-        stored = await asyncio.gather(*(writer.save(new(room, f"m{i}")) for i in range(3)))
-    bulk_create.assert_not_called()
-    assert all(m.pk is not None for m in stored)
-    assert await stored_texts(room) == ["m0", "m1", "m2"]
-
-
 async def test_a_failed_hop_reaches_every_sender_and_the_writer_goes_on(room):
-    def broken(*, messages):
+    async def broken(self, messages):
         raise OperationalError("the database went away")
 
-    with mock.patch.object(services, "messages_save", broken):
+    with mock.patch.object(writer.MessageWriter, "save_batch", broken):
         outcomes = await asyncio.gather(
             *(writer.save(new(room, f"lost{i}")) for i in range(3)), return_exceptions=True
         )
@@ -168,8 +199,93 @@ async def test_a_sender_that_goes_away_does_not_stop_its_batch(room, batches):
     assert await stored_texts(room) == ["sent, then gone", "stays"]
 
 
+@ON_THE_THREAD
 async def test_connections_are_cleaned_once_per_batch_not_per_message(room):
     # database_sync_to_async closes old connections before and after each call.
     with mock.patch("channels.db.close_old_connections") as cleanups:
         await asyncio.gather(*(writer.save(new(room, f"m{i}")) for i in range(10)))
     assert cleanups.call_count == 2  # before and after the one batch
+
+
+@database_sync_to_async
+def terminate_backend(pid: int) -> None:
+    """Kill a connection on the server's side, as a restart or an operator would."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+async def kill(inserts) -> None:
+    """The writer's connection dies: on PostgreSQL for real; the stand-in's next
+    insert fails as a dead connection's does."""
+    if isinstance(inserts, StandInInserts):
+        inserts.killed = True
+    else:
+        await terminate_backend(inserts.connection.info.backend_pid)
+
+
+@ON_THE_LOOP
+async def test_messages_failed_by_a_killed_connection_are_stored_on_a_new_one(room):
+    first = await writer.save(new(room, "before"))
+    inserts = writer.WRITERS.get().inserts
+    assert inserts is not None
+    old_connection = inserts.connection
+    await kill(inserts)
+    stored = await asyncio.gather(*(writer.save(new(room, f"m{i}")) for i in range(3)))
+    assert [m.text for m in stored] == ["m0", "m1", "m2"]
+    assert inserts.connection is not old_connection
+    assert first.pk < stored[0].pk
+    assert await stored_texts(room) == ["before", "m0", "m1", "m2"]
+
+
+@ON_THE_LOOP
+async def test_a_retried_message_already_stored_is_found_by_its_client_id(room):
+    """The connection broke after the commit, before the answer: the second try is
+    refused by the unique constraint and answered with the stored copy."""
+    inserts = writer.WRITERS.get().inserts
+    assert inserts is not None
+    real_insert = inserts.insert
+    calls = []
+
+    async def committed_then_broken(objs):
+        calls.append(len(objs))
+        stored = await real_insert(objs)
+        if len(calls) == 1:
+            await kill(inserts)
+            with contextlib.suppress(OperationalError):
+                await real_insert(objs)  # the connection notices it is gone
+            raise OperationalError("the answer was lost")
+        return stored
+
+    message = services.message_new(room=room, author=None, text="hi", sender="s", client_id="c")
+    with mock.patch.object(inserts, "insert", committed_then_broken):
+        saved = await writer.save(message)
+    assert calls == [1, 1]
+    assert saved.client_id == "c"
+    assert saved.pk is not None
+    assert await stored_texts(room) == ["hi"]
+
+
+@ON_THE_LOOP
+async def test_a_refused_repeat_without_a_client_id_stays_an_error(room):
+    """Without a client_id nothing tells the first try's row from a copy: the
+    writer stores it again, as its docstring says; a refusal then stays an error."""
+    inserts = writer.WRITERS.get().inserts
+    assert inserts is not None
+    outcome = await writer.stored_before(new(room, "no id"), IntegrityError("repeat"))
+    assert isinstance(outcome, IntegrityError)
+
+
+@ON_THE_LOOP
+async def test_a_refusal_on_a_working_connection_is_not_tried_again(room):
+    inserts = writer.WRITERS.get().inserts
+    assert inserts is not None
+    calls = []
+
+    async def refused(objs):
+        calls.append(len(objs))
+        raise OperationalError("canceling statement due to statement timeout")
+
+    with mock.patch.object(inserts, "insert", refused):
+        outcome = await asyncio.gather(writer.save(new(room, "no")), return_exceptions=True)
+    assert isinstance(outcome[0], OperationalError)
+    assert calls == [1]  # not broken: no second try

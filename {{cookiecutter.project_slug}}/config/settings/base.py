@@ -117,6 +117,8 @@ ASGI_APPLICATION = "config.asgi.application"
 # left 3-5 open). Not chosen: psycopg's pool (OPTIONS "pool", CONN_MAX_AGE = 0)
 # waits 1 s, 2 s, 4 s... between the dead connections it finds after a failover, so
 # queries stall and then fail; CONN_MAX_AGE = 0 pays the connection on every call.
+# On PostgreSQL the chat's new messages take one more connection per process, on the
+# event loop (realtime/pginserts.py), opened from this same entry.
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",

@@ -3,6 +3,8 @@
 Load it in the root ``conftest.py`` with ``pytest_plugins = ["realtime.testing"]``.
 It gives every test module:
 
+- after every test, the event loops' own database connections closed
+  (``realtime.pginserts``: the test's loop is gone, and each test opens its own);
 - the fixtures ``channel_layer`` (the configured layer, emptied and closed after the
   test in the test's own loop), ``make_communicator`` (a ``WebsocketCommunicator``
   on the project's ASGI application, ``settings.ASGI_APPLICATION``, with an allowed
@@ -33,6 +35,8 @@ from django.db import connections
 from django.test import Client
 from django.utils.module_loading import import_string
 
+from realtime import pginserts
+
 # The services tier: which tests run (marker ``services``), and the real processes
 # they start.
 pytest_plugins = ["realtime.testing.servers"]
@@ -61,6 +65,14 @@ def django_db_setup(django_db_setup):
     (PostgreSQL refuses to drop a database someone is connected to)."""
     yield
     asyncio.run(sync_to_async(connections.close_all)())
+    pginserts.close_all()
+
+
+@pytest.fixture(autouse=True)
+def _loop_connections_closed():
+    """The connections the test's event loops opened for INSERTs, closed after it."""
+    yield
+    pginserts.close_all()
 
 
 @pytest_asyncio.fixture
