@@ -138,12 +138,10 @@ async def message_save_once(
     try:
         return await writer.save(message), True
     except IntegrityError:
-        stored = (
-            await database_sync_to_async(selectors.message_get_by_client_id)(
-                sender=sender, client_id=client_id
-            )
-            if client_id
-            else None
+        if not client_id:
+            raise
+        stored = await database_sync_to_async(selectors.message_get_by_client_id)(
+            sender=sender, client_id=client_id
         )
         if stored is None:
             raise

@@ -102,49 +102,51 @@ class MessageWriter:
         """Each message's outcome: stored on the loop (PostgreSQL), or on the
         database thread."""
         if self.inserts is not None:
-            return await self.save_on_loop(messages)
+            return await save_on_loop(self.inserts, messages)
         return await database_sync_to_async(services.messages_save)(messages=messages)
 
-    async def save_on_loop(self, messages: list[Message]) -> list[Message | Exception]:
-        """``services.messages_save`` on the loop's connection; messages its failure
-        left unstored are stored once more on a new connection.
 
-        What that second try can cost: if the connection broke after PostgreSQL had
-        committed the INSERT but before its answer arrived, the first try did store
-        the messages. One with a client_id is then found by it, as stored (the
-        unique constraint refuses the copy); one without is stored twice.
-        """
-        outcomes = await self.insert(messages)
-        failed = [i for i, outcome in enumerate(outcomes) if lost_with_connection(outcome)]
-        if failed and self.inserts is not None and self.inserts.broken:
-            again = await self.insert([messages[i] for i in failed], after_broken=True)
-            for i, outcome in zip(failed, again, strict=True):
-                outcomes[i] = outcome
-        return outcomes
+async def save_on_loop(
+    inserts: PostgresInserts, messages: list[Message]
+) -> list[Message | Exception]:
+    """``services.messages_save`` on the loop's connection; messages its failure
+    left unstored are stored once more on a new connection.
 
-    async def insert(
-        self, messages: list[Message], *, after_broken: bool = False
-    ) -> list[Message | Exception]:
-        """One INSERT for all; if it fails, one by one, so that a message the
-        database refuses fails alone (as ``services.messages_save``)."""
-        if self.inserts is None:
-            raise RuntimeError("the writer stores on the loop only on PostgreSQL")
-        if len(messages) > 1:
-            try:
-                return [*await self.inserts.insert(messages)]
-            except Exception:  # noqa: BLE001 - each message is tried alone below, and fails alone
-                logger.warning("storing %d messages at once failed; one by one now", len(messages))
-                after_broken = after_broken or self.inserts.broken
-        outcomes: list[Message | Exception] = []
-        for message in messages:
-            message.pk = None  # a failed INSERT stored none of them (one statement)
-            try:
-                outcomes.extend(await self.inserts.insert([message]))
-            except IntegrityError as error:
-                outcomes.append(await stored_before(message, error) if after_broken else error)
-            except Exception as error:  # noqa: BLE001 - handed to this message's sender
-                outcomes.append(error)
-        return outcomes
+    What that second try can cost: if the connection broke after PostgreSQL had
+    committed the INSERT but before its answer arrived, the first try did store
+    the messages. One with a client_id is then found by it, as stored (the
+    unique constraint refuses the copy); one without is stored twice.
+    """
+    outcomes = await insert(inserts, messages)
+    failed = [i for i, outcome in enumerate(outcomes) if lost_with_connection(outcome)]
+    if failed and inserts.broken:
+        again = await insert(inserts, [messages[i] for i in failed], after_broken=True)
+        for i, outcome in zip(failed, again, strict=True):
+            outcomes[i] = outcome
+    return outcomes
+
+
+async def insert(
+    inserts: PostgresInserts, messages: list[Message], *, after_broken: bool = False
+) -> list[Message | Exception]:
+    """One INSERT for all; if it fails, one by one, so that a message the database
+    refuses fails alone (as ``services.messages_save``)."""
+    if len(messages) > 1:
+        try:
+            return [*await inserts.insert(messages)]
+        except Exception:  # noqa: BLE001 - each message is tried alone below, and fails alone
+            logger.warning("storing %d messages at once failed; one by one now", len(messages))
+            after_broken = after_broken or inserts.broken
+    outcomes: list[Message | Exception] = []
+    for message in messages:
+        message.pk = None  # a failed INSERT stored none of them (one statement)
+        try:
+            outcomes.extend(await inserts.insert([message]))
+        except IntegrityError as error:
+            outcomes.append(await stored_before(message, error) if after_broken else error)
+        except Exception as error:  # noqa: BLE001 - handed to this message's sender
+            outcomes.append(error)
+    return outcomes
 
 
 def lost_with_connection(outcome: Message | Exception) -> bool:

@@ -266,13 +266,13 @@ async def test_a_retried_message_already_stored_is_found_by_its_client_id(room):
 
 
 @ON_THE_LOOP
-async def test_a_refused_repeat_without_a_client_id_stays_an_error(room):
-    """Without a client_id nothing tells the first try's row from a copy: the
-    writer stores it again, as its docstring says; a refusal then stays an error."""
-    inserts = writer.WRITERS.get().inserts
-    assert inserts is not None
-    outcome = await writer.stored_before(new(room, "no id"), IntegrityError("repeat"))
+async def test_a_refusal_after_a_broken_connection_without_a_client_id_stays_an_error(room):
+    """Without a client_id nothing finds the first try's row: ``stored_before``
+    hands the refusal back instead of looking anything up."""
+    with mock.patch.object(writer.selectors, "message_get_by_client_id") as lookup:
+        outcome = await writer.stored_before(new(room, "no id"), IntegrityError("repeat"))
     assert isinstance(outcome, IntegrityError)
+    lookup.assert_not_called()
 
 
 @ON_THE_LOOP
