@@ -31,7 +31,6 @@ https://docs.djangoproject.com/en/5.2/ref/models/querysets/#bulk-create
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from channels.db import database_sync_to_async
@@ -39,6 +38,7 @@ from django.db import DatabaseError, IntegrityError, connection
 
 from chat import selectors, services
 from chat.models import Message
+from realtime.batches import Batches
 from realtime.loops import PerLoop
 from realtime.pginserts import PostgresInserts
 
@@ -48,55 +48,21 @@ logger = logging.getLogger(__name__)
 # a few on SQLite, whose statements take fewer parameters); the rest go in the next.
 MAX_BATCH = 500
 
-Waiting = tuple[Message, "asyncio.Future[Message]"]
-
 
 class MessageWriter:
-    """One event loop's queue of messages to store, and the task that stores them."""
+    """One event loop's queue of messages to store, stored in batches
+    (``realtime.batches``)."""
 
     def __init__(self) -> None:
-        self.waiting: list[Waiting] = []
-        self.storing: asyncio.Task[None] | None = None
+        # Looked up at each batch, not bound here: tests stand in for save_batch.
+        self.batches: Batches[Message, Message] = Batches(
+            lambda messages: self.save_batch(messages), MAX_BATCH
+        )
         # Reading the backend's name does not connect.
         self.inserts = PostgresInserts() if connection.vendor == "postgresql" else None
 
     async def save(self, message: Message) -> Message:
-        stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self.waiting.append((message, stored))
-        if self.storing is None:
-            self.storing = asyncio.ensure_future(self.store())
-        return await stored
-
-    async def store(self) -> None:
-        try:
-            while self.waiting:
-                batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
-                await self.store_batch(batch)
-        finally:
-            self.storing = None
-            for _, stored in self.waiting:
-                stored.cancel()  # only left when the loop is shutting down
-            self.waiting.clear()
-
-    async def store_batch(self, batch: list[Waiting]) -> None:
-        try:
-            outcomes = await self.save_batch([message for message, _ in batch])
-        except asyncio.CancelledError:
-            for _, stored in batch:
-                stored.cancel()
-            raise
-        except Exception as error:  # noqa: BLE001 - the hop itself failed: every sender hears of it
-            for _, stored in batch:
-                if not stored.done():
-                    stored.set_exception(error)
-            return
-        for (_, stored), outcome in zip(batch, outcomes, strict=True):
-            if stored.done():
-                continue  # its sender went away; the message is stored all the same
-            if isinstance(outcome, Exception):
-                stored.set_exception(outcome)
-            else:
-                stored.set_result(outcome)
+        return await self.batches.submit(message)
 
     async def save_batch(self, messages: list[Message]) -> list[Message | Exception]:
         """Each message's outcome: stored on the loop (PostgreSQL), or on the

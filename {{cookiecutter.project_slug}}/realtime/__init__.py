@@ -42,6 +42,9 @@ Public (import these; each module's docstring says how to use it):
 - ``realtime.pginserts.PostgresInserts``: new rows of a model stored on PostgreSQL
   from the event loop, over the loop's own async connection, without the hop to
   the database thread (the chat's message writer stores its batches with it).
+- ``realtime.batches.Batches`` with ``realtime.loops.PerLoop``: work handed in one
+  item at a time and done many at a time, one batch under way per event loop (the
+  chat's message writer and the Redis layer's group sends use it).
 - ``realtime.testing``: the pytest plugin (``pytest_plugins = ["realtime.testing"]``):
   communicator and layer fixtures, and the services tier's server processes
   (``realtime.testing.servers``).
@@ -51,5 +54,5 @@ state, ``guards.SocketClaims`` and its Redis scripts, the layers' helpers), whic
 change without notice.
 
 Not here: the chat's batched writer (``chat/writer.py``) stores the chat's messages
-with its own model; it is an example of the pattern, not a building block.
+with its own model, on ``realtime.batches``; it is an example of using it.
 """

@@ -4,13 +4,17 @@ layers, with less work per message, and a Redis pool that waits instead of faili
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
 import pytest_asyncio
 from channels.exceptions import ChannelFull
+from channels_redis import core
 from django.conf import settings
 from redis import asyncio as aioredis
 
@@ -283,3 +287,139 @@ async def test_a_group_send_drops_expired_messages_first_and_skips_full_channels
         assert await asyncio.wait_for(other.receive(there), TIMEOUT) == {"type": "test.second"}
     finally:
         await other.flush()
+
+
+@contextlib.contextmanager
+def round_trips() -> Iterator[list[str]]:
+    """Each round trip to Redis meanwhile: a command, or a pipeline of them."""
+    calls: list[str] = []
+    command, pipeline = aioredis.Redis.execute_command, aioredis.client.Pipeline.execute
+
+    async def counted_command(client, *args, **kwargs):
+        calls.append(str(args[0]))
+        return await command(client, *args, **kwargs)
+
+    async def counted_pipeline(pipe, *args, **kwargs):
+        calls.append(f"pipeline of {len(pipe.command_stack)}")
+        return await pipeline(pipe, *args, **kwargs)
+
+    with (
+        mock.patch.object(aioredis.Redis, "execute_command", counted_command),
+        mock.patch.object(aioredis.client.Pipeline, "execute", counted_pipeline),
+    ):
+        yield calls
+
+
+@pytest_asyncio.fixture
+async def member(reader_layer) -> str:
+    """A channel of reader_layer's, in the group "room"."""
+    channel = await reader_layer.new_channel()
+    await reader_layer.group_add("room", channel)
+    return channel
+
+
+async def sent_at_once(layer: layers.RedisChannelLayer, count: int) -> None:
+    await asyncio.gather(
+        *(layer.group_send("room", {"type": "test.message", "n": n}) for n in range(count))
+    )
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_a_group_message_is_stored_as_channels_redis_would_store_it(reader_layer):
+    """The script appends each key's channel list to the message as msgpack: the
+    bytes are channels-redis' own (after the random prefix), for names and lists of
+    every msgpack length class, and for any value msgpack packs."""
+    layer = reader_layer
+    here = [await layer.new_channel() for _ in range(17)]  # a list of 16 or more
+    long_name = "worker." + "w" * 40  # a str8 name, and a key of its own (no "!")
+    members = [*here, long_name]
+    for channel in members:
+        await layer.group_add("room", channel)
+    message: dict[str, Any] = {f"k{n}": n for n in range(16)}  # a map of 16 or more entries
+    message |= {"type": "test.message", "bytes": b"\x00\xff", "text": "é" * 40, "nested": {}}
+    message["__asgi_channel__"] = "ignored"  # replaced, as channels-redis does
+    with round_trips() as calls:
+        await layer.group_send("room", message)
+    assert calls == ["EVALSHA"]
+    client = layer.connection(0)
+    members_now = [m.decode() for m in await client.zrange(layer._group_key("room"), 0, -1)]
+    _, expected, _ = core.RedisChannelLayer._map_channel_keys_to_connection(
+        layer, members_now, message
+    )
+    length = layer._serializer.random_prefix_length
+    for key, stock in expected.items():
+        (stored,) = await client.zrange(key, 0, -1)
+        assert stored[length:] == stock[length:]
+    del message["__asgi_channel__"]
+    assert await asyncio.wait_for(layer.receive(long_name), TIMEOUT) == message
+    for channel in here:
+        received = await asyncio.wait_for(layer.receive(channel), TIMEOUT)
+        assert received["bytes"] == b"\x00\xff"
+        assert received["nested"] == {}
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_group_sends_at_once_share_round_trips_and_arrive_in_order(reader_layer, member):
+    with round_trips() as calls:
+        await sent_at_once(reader_layer, 50)
+    # All were handed in before the first went: one pipeline.
+    assert calls == ["pipeline of 50"]
+    received = [await asyncio.wait_for(reader_layer.receive(member), TIMEOUT) for _ in range(50)]
+    assert [message["n"] for message in received] == list(range(50))
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_a_redis_that_forgot_the_script_is_sent_it_again(reader_layer, member):
+    client = reader_layer.connection(0)
+    for together in (1, 3):
+        await client.script_flush()
+        await sent_at_once(reader_layer, together)
+        assert await client.script_exists(layers.GROUP_SEND_ONE_TRIP_SHA) == [True]
+        for n in range(together):
+            assert (await asyncio.wait_for(reader_layer.receive(member), TIMEOUT))["n"] == n
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_a_failed_group_send_fails_alone_and_the_next_ones_go(reader_layer, member):
+    layer, channel = reader_layer, member
+    good = {"type": "test.message"}
+    with pytest.raises(TypeError):  # msgpack cannot pack it, as with channels-redis
+        await layer.group_send("room", {"type": "test.message", "value": object()})
+    # A script error (here a group key of another type) reaches its own sender only.
+    await layer.connection(0).set(layer._group_key("broken"), "not a sorted set")
+    outcomes = await asyncio.gather(
+        layer.group_send("room", good),
+        layer.group_send("broken", good),
+        layer.group_send("room", good),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None
+    assert outcomes[2] is None
+    assert isinstance(outcomes[1], aioredis.ResponseError)
+    for _ in range(2):
+        assert await asyncio.wait_for(layer.receive(channel), TIMEOUT) == good
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "config",
+    [{"channel_capacity": {"test*": 5}}, {"symmetric_encryption_keys": ["a key"]}],
+    ids=["capacity per pattern", "encryption"],
+)
+async def test_a_layer_the_script_cannot_serve_sends_in_two_trips(config):
+    settings_config = channel_layers(redis_url=settings.REDIS_URL, kind="redis")["default"]
+    layer = layers.RedisChannelLayer(**{**settings_config["CONFIG"], **config})
+    layer.prefix = f"testtwotrips{settings.TEST_RUN_ID}"
+    try:
+        assert layer.group_message_head({"type": "test.message"}) is None
+        channel = await layer.new_channel()
+        await layer.group_add("room", channel)
+        await layer.group_send("room", {"type": "test.message"})
+        assert await asyncio.wait_for(layer.receive(channel), TIMEOUT) == {"type": "test.message"}
+    finally:
+        await layer.flush()
