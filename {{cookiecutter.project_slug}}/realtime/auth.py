@@ -22,7 +22,7 @@ https://channels.readthedocs.io/en/stable/topics/sessions.html
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
@@ -57,18 +57,31 @@ async def refuse(receive: Any, send: Any) -> None:
 
 
 class TicketAuthMiddleware(BaseMiddleware):
+    """A socket that presents a ticket is signed in as the ticket's user, or refused.
+
+    A socket without one goes straight on: ``__call__`` then returns the inner
+    application's coroutine, as ``realtime.lifetime.WebSocketLifetimeMiddleware``
+    does, so that neither a coroutine of this middleware nor a copy of the scope
+    is kept while the socket is open."""
+
+    _asgi_single_callable = True  # an ASGI 3 app, though __call__ is a plain def
+
     def __init__(self, inner: Any, *, redeem: Callable[..., Any]) -> None:
         super().__init__(inner)
         self.redeem = redeem
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         ticket = presented_ticket(scope)
         if ticket is None:
-            return await super().__call__(scope, receive, send)
+            # A copy, as BaseMiddleware's: what the inner app sets stays its own.
+            return self.inner(dict(scope), receive, send)
+        return self.with_ticket(ticket, scope, receive, send)
+
+    async def with_ticket(self, ticket: str, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         user = await database_sync_to_async(self.redeem)(ticket=ticket)
         if user is None:
             return await refuse(receive, send)
-        return await super().__call__({**scope, "user": user}, receive, send)
+        return await self.inner({**scope, "user": user}, receive, send)
 
 
 class TicketUserAuthMiddleware(AuthMiddleware):

@@ -57,7 +57,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from realtime.closecodes import CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE
@@ -370,9 +370,11 @@ class FanoutMixin(GuardsMixin):
 
     base_send: Send
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Coroutine[Any, Any, None]:
         self.fanout_members: dict[str, Member] = {}
-        await super().__call__(scope, receive, send)
+        # The consumer's coroutine, not awaited here: none of this mixin's is kept
+        # while the socket is open (docs/benchmark.md, memory per idle socket).
+        return super().__call__(scope, receive, send)
 
     async def join_fanout(self, group: str) -> None:
         """Join the group's fan-out; its frames wait until ``fanout_live()``."""

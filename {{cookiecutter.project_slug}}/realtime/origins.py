@@ -15,6 +15,7 @@ https://channels.readthedocs.io/en/stable/topics/security.html
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,17 +55,23 @@ def origin_allowed(origin: str, trusted: list[str], *, allow_localhost: bool) ->
 
 
 class TrustedOriginValidator:
-    """ASGI middleware: refuse a WebSocket whose Origin is not exactly trusted."""
+    """ASGI middleware: refuse a WebSocket whose Origin is not exactly trusted.
+
+    ``__call__`` returns the inner application's coroutine rather than awaiting it,
+    as ``realtime.lifetime.WebSocketLifetimeMiddleware`` does, and for the same
+    reason."""
+
+    _asgi_single_callable = True  # an ASGI 3 app, though __call__ is a plain def
 
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         origins = [value for name, value in scope.get("headers", []) if name == b"origin"]
         origin = origins[0].decode("latin-1") if len(origins) == 1 else ""
         if scope["type"] == "websocket" and origin_allowed(
             origin, settings.TRUSTED_ORIGINS, allow_localhost=settings.WEBSOCKET_ALLOW_LOCALHOST
         ):
-            return await self.application(scope, receive, send)
+            return self.application(scope, receive, send)
         denier = WebsocketDenier()
-        return await denier(scope, receive, send)
+        return denier(scope, receive, send)
