@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
@@ -162,3 +164,31 @@ async def test_a_message_posted_by_a_service_reaches_the_room(channel_layer, mak
         assert frame["message"] == "from code"
     finally:
         await ann.disconnect()
+
+
+def coroutines_awaited(coroutine: Any) -> list[str]:
+    """The names of the coroutines a task's coroutine is awaiting, outermost first."""
+    names = []
+    while coroutine is not None and hasattr(coroutine, "cr_frame"):
+        names.append(coroutine.__qualname__)
+        coroutine = coroutine.cr_await
+    return names
+
+
+async def test_an_open_socket_keeps_no_coroutine_of_a_pass_through_middleware(
+    channel_layer, make_communicator
+):
+    """Each coroutine an open socket awaits through is kept with its frame and its
+    scope for as long as the socket lives (docs/benchmark.md, memory per idle
+    socket); the middlewares of config/asgi.py that only decide and pass on keep none."""
+    ann, _ = await join(make_communicator, "lobby")
+    held = coroutines_awaited(ann.future.get_coro())
+    await ann.disconnect()
+    assert "ChatConsumer" in held  # the walk reached the consumer
+    assert not {
+        "WebSocketLifetimeMiddleware.__call__",
+        "TicketAuthMiddleware.__call__",
+        "BaseMiddleware.__call__",
+        "TrustedOriginValidator.__call__",
+        "FanoutMixin.__call__",
+    } & set(held)
