@@ -115,6 +115,8 @@ def room_creation_allowed(*, user: Any, address: str | None) -> bool:
 class RequestWindow:
     """At most ``limit`` requests in any ``seconds`` on one socket (in memory)."""
 
+    __slots__ = ("limit", "seconds", "times")  # one per open socket
+
     def __init__(self, *, limit: int, seconds: float) -> None:
         self.limit = limit
         self.seconds = seconds

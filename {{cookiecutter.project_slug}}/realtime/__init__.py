@@ -39,6 +39,9 @@ Public (import these; each module's docstring says how to use it):
 - ``realtime.wsprotocol.WebSocketProtocol``: uvicorn's WebSocket protocol with each
   socket's memory bounded (``--ws realtime.wsprotocol:WebSocketProtocol``, as every
   web command runs it), and the ``SEND_READY`` hint the fan-out writes by.
+- ``realtime.waiters``: ``SocketQueue`` and ``SocketEvent``, asyncio's Queue and
+  Event as one connection uses them, holding nothing while nobody waits (the
+  protocol's receive queue and "writable" event).
 - ``realtime.pginserts.PostgresInserts``: new rows of a model stored on PostgreSQL
   from the event loop, over the loop's own async connection, without the hop to
   the database thread (the chat's message writer stores its batches with it).

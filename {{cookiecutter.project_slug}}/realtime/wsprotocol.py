@@ -19,6 +19,10 @@ uvicorn's own Sans-I/O protocol plus:
   the sockets that can take a frame and buffers for the others, never waiting on
   one, and encodes each broadcast once instead of once per socket (a server frame
   is not masked, so its bytes are the same for every socket without compression);
+- an idle socket keeps 6.7 KB less: the receive queue and the "writable" event are
+  ``realtime.waiters``' (no deques while nobody waits), and the handshake request,
+  which uvicorn and websockets' parser keep for the socket's life, is emptied of its
+  headers once the scope has its own copy of them;
 - a text frame that is not UTF-8 is closed with 1007 and one INFO line, not
   uvicorn's traceback per frame;
 - every TCP connection has Nagle's algorithm off (``TCP_NODELAY``), also on a
@@ -41,6 +45,8 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+
+from realtime.waiters import SocketEvent, SocketQueue
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +73,22 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     stall_timer: asyncio.TimerHandle | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = SocketQueue()  # type: ignore[assignment]  # the part of asyncio.Queue uvicorn calls
+        self.writable = SocketEvent(is_set=True)  # type: ignore[assignment]  # likewise asyncio.Event
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         no_delay(transport)
         super().connection_made(transport)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
+        # The scope holds the headers as bytes; nothing reads the parsed request again,
+        # yet uvicorn keeps it, and so does websockets' parser (a local of its running
+        # generator): about 2.9 KB of every idle socket.
+        del self.request
+        event.headers.clear()
         if self.handshake_initiated and not self.close_sent:
             # The application has not started yet: its task runs on the next turn.
             self.scope["extensions"][SEND_READY] = {

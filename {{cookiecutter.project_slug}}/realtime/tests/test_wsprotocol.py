@@ -6,10 +6,13 @@ behaviour against the project's own server processes is in test_server_limits.py
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import gc
 import logging
 import socket
 import time
+import types
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +20,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import uvicorn
+from websockets.asyncio.client import connect
+from websockets.datastructures import Headers
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
 from realtime import wsprotocol
 from realtime.tests.test_server_limits import PING, TEXT, client_frame, raw_websocket
@@ -30,6 +37,8 @@ SEEN_SCOPES: list[dict[str, Any]] = []
 LATE_WRITES: list[bool] = []
 # TCP_NODELAY on each connection the recording protocol accepted.
 NO_DELAY: list[int] = []
+# The protocol of each connection the fixture's server accepted.
+PROTOCOLS: list[WebSocketProtocol] = []
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -63,6 +72,7 @@ class SmallSendBuffer(WebSocketProtocol):
     def connection_made(self, transport: Any) -> None:
         transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         super().connection_made(transport)
+        PROTOCOLS.append(self)
 
 
 class RecordingNoDelay(WebSocketProtocol):
@@ -120,6 +130,57 @@ async def test_frames_pass_through_and_the_app_can_ask_whether_a_send_is_ready(s
     assert reply == b"\x81\x06" + "héllo".encode()
     ready = SEEN_SCOPES[-1]["extensions"][SEND_READY]["ready"]
     assert ready() is True
+
+
+async def test_a_burst_of_frames_in_one_read_is_echoed_whole_and_in_order(server):
+    count = 3000
+
+    def burst() -> bytes:
+        with raw_websocket(server, "/ws/echo/") as sock:
+            sock.sendall(b"".join(client_frame(TEXT, b"%04d" % n) for n in range(count)))
+            received = b""
+            sock.settimeout(10)
+            while len(received) < count * 6:
+                received += sock.recv(65536)
+            return received
+
+    received = await asyncio.to_thread(burst)
+    assert received == b"".join(b"\x81\x04%04d" % n for n in range(count))
+
+
+def held_by(protocol: WebSocketProtocol) -> list[Any]:
+    """What a connection's protocol keeps through its own attributes, its websockets
+    connection, that connection's parser and the queue and event between them and
+    the application (not the event loop, the server or the application)."""
+    kinds = (
+        *(dict, list, tuple, set, types.GeneratorType, types.FrameType),
+        *(ServerProtocol, Request, Headers, WebSocketProtocol, asyncio.Queue, asyncio.Event),
+    )
+    seen: dict[int, Any] = {}
+    todo: list[Any] = [protocol]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen[id(obj)] = obj
+        if obj is protocol or isinstance(obj, kinds) or type(obj).__module__ == "realtime.waiters":
+            todo.extend(gc.get_referents(obj))
+    return list(seen.values())
+
+
+async def test_an_open_socket_keeps_no_parsed_handshake_and_no_deque(server):
+    """An idle socket keeps its protocol for its life (docs/benchmark.md, memory per
+    idle socket): neither the parsed handshake request, whose headers the scope
+    has a copy of, nor the deques of asyncio's Queue and Event, 760 bytes each."""
+    PROTOCOLS.clear()
+    async with connect(f"ws://{LOOPBACK}:{server.port}/ws/echo/", origin=server.origin) as ws:
+        await ws.send("hi")
+        assert await ws.recv() == "hi"
+        held = held_by(PROTOCOLS[-1])
+        assert (b"host", f"{LOOPBACK}:{server.port}".encode()) in SEEN_SCOPES[-1]["headers"]
+    assert not [obj for obj in held if isinstance(obj, Headers) and len(obj)]
+    assert not [obj for obj in held if isinstance(obj, collections.deque)]
+    assert len(held) > 50  # the walk went through the protocol and its connection
 
 
 async def test_a_frame_encoded_once_reaches_the_client_as_asgi_would_send_it(server):
