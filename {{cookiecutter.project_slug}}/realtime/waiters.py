@@ -19,17 +19,55 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
-class SocketQueue(Generic[T]):
-    """An unbounded FIFO: ``put_nowait``, ``get``, ``get_nowait``, ``empty``, ``qsize``."""
+class Waiters:
+    """The futures of the tasks waiting, in the order they came; a list only while
+    one waits."""
 
-    __slots__ = ("_getters", "_head", "_items")
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def _new_waiter(self) -> asyncio.Future[None]:
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        return waiter
+
+    def _forget(self, waiter: asyncio.Future[None]) -> None:
+        if self._waiters is not None and waiter in self._waiters:
+            self._waiters.remove(waiter)
+            if not self._waiters:
+                self._waiters = None
+
+    def _wake_next(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not self._waiters:
+                self._waiters = None
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class SocketQueue(Waiters, Generic[T]):
+    """An unbounded FIFO: ``put_nowait``, ``get``, ``get_nowait``, ``empty``, ``qsize``."""
+
+    __slots__ = ("_head", "_items")
+
+    def __init__(self) -> None:
+        super().__init__()
         self._items: list[Any] = []
         # The first item not yet taken: taking one is O(1), and the list is dropped
         # once every item is taken (a burst of small frames queues thousands).
         self._head = 0
-        self._getters: list[asyncio.Future[None]] | None = None
 
     def qsize(self) -> int:
         return len(self._items) - self._head
@@ -55,10 +93,7 @@ class SocketQueue(Generic[T]):
 
     async def get(self) -> T:
         while self.empty():
-            getter = asyncio.get_running_loop().create_future()
-            if self._getters is None:
-                self._getters = []
-            self._getters.append(getter)
+            getter = self._new_waiter()
             try:
                 await getter
             except BaseException:
@@ -70,42 +105,23 @@ class SocketQueue(Generic[T]):
                 raise
         return self.get_nowait()
 
-    def _wake_next(self) -> None:
-        while self._getters:
-            getter = self._getters.pop(0)
-            if not self._getters:
-                self._getters = None
-            if not getter.done():
-                getter.set_result(None)
-                return
 
-    def _forget(self, getter: asyncio.Future[None]) -> None:
-        if self._getters is not None and getter in self._getters:
-            self._getters.remove(getter)
-            if not self._getters:
-                self._getters = None
-
-
-class SocketEvent:
+class SocketEvent(Waiters):
     """A flag to wait for: ``set``, ``clear``, ``is_set``, ``wait``."""
 
-    __slots__ = ("_set", "_waiters")
+    __slots__ = ("_set",)
 
     def __init__(self, *, is_set: bool = False) -> None:
+        super().__init__()
         self._set = is_set
-        self._waiters: list[asyncio.Future[None]] | None = None
 
     def is_set(self) -> bool:
         return self._set
 
     def set(self) -> None:
-        if self._set:
-            return
-        self._set = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        if not self._set:
+            self._set = True
+            self._wake_all()
 
     def clear(self) -> None:
         self._set = False
@@ -113,15 +129,9 @@ class SocketEvent:
     async def wait(self) -> bool:
         if self._set:
             return True
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
+        waiter = self._new_waiter()
         try:
             await waiter
         finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-                if not self._waiters:
-                    self._waiters = None
+            self._forget(waiter)
         return True

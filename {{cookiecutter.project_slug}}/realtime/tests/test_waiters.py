@@ -5,6 +5,7 @@ the same way (what each getter received, which were cancelled, what is left)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,12 +14,12 @@ from hypothesis import strategies as st
 
 from realtime.waiters import SocketEvent, SocketQueue
 
-# One step of a scenario: put an item, start a getter, cancel the n-th getter, turn
-# the loop once, or take an item without waiting.
+# One step of a scenario (``run``): put an item, start a getter, cancel the n-th
+# getter, turn the loop once, or take an item without waiting.
 QUEUE_STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("put"), st.integers(0, 99)),
-        st.tuples(st.just("get"), st.just(0)),
+        st.tuples(st.just("wait"), st.just(0)),
         st.tuples(st.just("cancel"), st.integers(0, 9)),
         st.tuples(st.just("turn"), st.just(0)),
         st.tuples(st.just("get_nowait"), st.just(0)),
@@ -42,54 +43,53 @@ def outcome(task: asyncio.Task[Any]) -> Any:
     return task.result()
 
 
-async def run_queue(queue: Any, steps: list[tuple[str, int]]) -> dict[str, Any]:
-    getters: list[asyncio.Task[Any]] = []
-    taken: list[Any] = []
+async def run(
+    steps: list[tuple[str, int]], wait: Callable[[], Any], act: Callable[[str, int], Any]
+) -> tuple[list[Any], list[Any]]:
+    """Run a scenario: "wait" starts a task on ``wait()``, "cancel" cancels the n-th,
+    "turn" lets the loop run once, anything else is ``act(step, value)``; what each
+    task ended with and what each act returned."""
+    tasks: list[asyncio.Task[Any]] = []
+    acted: list[Any] = []
     for step, value in steps:
-        if step == "put":
-            queue.put_nowait(value)
-        elif step == "get":
-            getters.append(asyncio.ensure_future(queue.get()))
-        elif step == "cancel" and value < len(getters):
-            getters[value].cancel()
+        if step == "wait":
+            tasks.append(asyncio.ensure_future(wait()))
+        elif step == "cancel":
+            if value < len(tasks):
+                tasks[value].cancel()
         elif step == "turn":
             await asyncio.sleep(0)
-        elif step == "get_nowait":
-            try:
-                taken.append(queue.get_nowait())
-            except asyncio.QueueEmpty:
-                taken.append("empty")
+        else:
+            acted.append(act(step, value))
     for _ in range(3):
         await asyncio.sleep(0)
-    seen = {"getters": [outcome(task) for task in getters], "taken": taken}
-    seen["left"] = [queue.get_nowait() for _ in range(queue.qsize())]
-    seen["empty"] = queue.empty()
-    for task in getters:
+    outcomes = [outcome(task) for task in tasks]
+    for task in tasks:
         task.cancel()
-    await asyncio.gather(*getters, return_exceptions=True)
-    return seen
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return outcomes, acted
+
+
+async def run_queue(queue: Any, steps: list[tuple[str, int]]) -> dict[str, Any]:
+    def act(step: str, value: int) -> Any:
+        if step == "put":
+            return queue.put_nowait(value)
+        try:
+            return queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return "empty"
+
+    getters, taken = await run(steps, queue.get, act)
+    left = [queue.get_nowait() for _ in range(queue.qsize())]
+    return {"getters": getters, "taken": taken, "left": left, "empty": queue.empty()}
 
 
 async def run_event(event: Any, steps: list[tuple[str, int]]) -> dict[str, Any]:
-    waiters: list[asyncio.Task[Any]] = []
-    for step, value in steps:
-        if step == "set":
-            event.set()
-        elif step == "clear":
-            event.clear()
-        elif step == "wait":
-            waiters.append(asyncio.ensure_future(event.wait()))
-        elif step == "cancel" and value < len(waiters):
-            waiters[value].cancel()
-        elif step == "turn":
-            await asyncio.sleep(0)
-    for _ in range(3):
-        await asyncio.sleep(0)
-    seen = {"waiters": [outcome(task) for task in waiters], "is_set": event.is_set()}
-    for task in waiters:
-        task.cancel()
-    await asyncio.gather(*waiters, return_exceptions=True)
-    return seen
+    def act(step: str, value: int) -> Any:
+        return event.set() if step == "set" else event.clear()
+
+    waiters, _ = await run(steps, event.wait, act)
+    return {"waiters": waiters, "is_set": event.is_set()}
 
 
 @settings(max_examples=300, deadline=None)
@@ -127,7 +127,7 @@ async def test_a_long_burst_is_taken_in_order_and_leaves_nothing_held():
     assert queue.empty()
     # What an idle socket keeps: an empty list, and no waiter.
     assert queue._items == []
-    assert queue._getters is None
+    assert queue._waiters is None
 
 
 @pytest.mark.asyncio
