@@ -41,7 +41,7 @@ from typing import Any
 from channels import layers
 from channels_redis import core, serializers
 from redis import asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from realtime.batches import Batches
 from realtime.loops import PerLoop
@@ -292,6 +292,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
         self.readers: dict[str, asyncio.Task[None]] = {}
         self.queues_loop: asyncio.AbstractEventLoop | None = None
         self.swept = 0.0
+        # BZMPOP until a Redis before 7.0 refuses it (``pop_waiting``).
+        self.blocking_batch_pop = True
         # Each loop's group sends, many in one round trip under load.
         self.group_sends: PerLoop[Batches[tuple[Any, ...], Any]] = PerLoop(
             lambda: Batches(self.group_send_scripts, GROUP_SEND_BATCH)
@@ -459,10 +461,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
         """Move this process's messages from Redis to their channels' queues, until
         this task is no longer the process's reader (see ``stop_readers``).
 
-        One round trip (ZPOPMIN) takes up to ``READ_BATCH`` messages, in order, when
-        any are waiting, as they are under load; only an empty channel costs a
-        second one, BZPOPMIN, which waits for the next message. (Not pipelined: a
-        pipeline's blocking read holds a cancellation until it ends.)
+        One round trip per read (``pop_waiting``) takes up to ``READ_BATCH``
+        messages, in order, or waits for the next one.
         channels-redis' ``receive_single`` costs four round trips per message
         instead, for its backup queue: a message whose read is interrupted goes back
         to its channel for the channel's next reader. A process channel has no other
@@ -478,15 +478,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
         try:
             while self.readers.get(process_channel) is me:
                 swallowed_cancel(me)
-                client = self.connection(index)
-                waiting = await client.zpopmin(key, READ_BATCH)
-                if not waiting:
-                    swallowed_cancel(me)
-                    first = await client.bzpopmin(key, timeout=READ_WAIT)
-                    if first is None:
-                        continue
-                    waiting = [first[1:]]
-                for content, _ in waiting:
+                waiting = await self.pop_waiting(self.connection(index), key, me)
+                for content in waiting:
                     message = self.deserialize(content)
                     target = message.pop("__asgi_channel__")
                     for channel in target if isinstance(target, list) else [target]:
@@ -500,6 +493,33 @@ class RedisChannelLayer(core.RedisChannelLayer):
             for channel, queue in list(self.local_queues.items()):
                 if channel.startswith(process_channel):
                     queue.put_nowait(ReaderFailed(error))
+
+    async def pop_waiting(self, client: Any, key: str, me: asyncio.Task[Any]) -> list[bytes]:
+        """Up to ``READ_BATCH`` messages of the key, oldest first, waiting up to
+        ``READ_WAIT`` seconds for one if none is there (then none).
+
+        BZMPOP (Redis 7.0) does both in one round trip. On an older Redis, ZPOPMIN
+        takes what is waiting and an empty channel costs a second round trip,
+        BZPOPMIN, which waits; a quiet room's message then cost two reads per
+        process, the second process's most of its extra CPU (docs/benchmark.md).
+        (Not pipelined: a pipeline's blocking read holds a cancellation until it ends.)
+        """
+        if self.blocking_batch_pop:
+            try:
+                found = await client.bzmpop(READ_WAIT, 1, [key], min=True, count=READ_BATCH)
+            except ResponseError as error:
+                if "unknown command" not in str(error).lower():
+                    raise
+                self.blocking_batch_pop = False
+                logger.info("Redis has no BZMPOP (before 7.0): reading in two round trips")
+            else:
+                return [] if found is None else [content for content, _ in found[1]]
+        waiting = await client.zpopmin(key, READ_BATCH)
+        if waiting:
+            return [content for content, _ in waiting]
+        swallowed_cancel(me)
+        first = await client.bzpopmin(key, timeout=READ_WAIT)
+        return [] if first is None else [first[1]]
 
     def sweep(self) -> None:
         """Drop queues nobody waits on and that hold nothing (one-off receivers such

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from channels.exceptions import ChannelFull
 from channels_redis import core
 from django.conf import settings
 from redis import asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from realtime import layers
 from realtime.channel_layers import REDIS_BACKENDS, channel_layers
@@ -194,31 +196,64 @@ async def test_the_readers_deliver_each_message_once_to_each_channel(reader_laye
     assert asyncio.get_running_loop().time() - started < layers.READ_WAIT
 
 
+def counting(reads: list[str], name: str, refuse: bool = False) -> Any:
+    """Record each call of a Redis command in ``reads``; with ``refuse``, answer it
+    as a Redis that does not know it does."""
+    command = getattr(aioredis.Redis, name)
+
+    async def counted(client, *args, **kwargs):
+        reads.append(name)
+        if refuse:
+            raise ResponseError(f"unknown command '{name.upper()}', with args beginning with: ")
+        return await command(client, *args, **kwargs)
+
+    return mock.patch.object(aioredis.Redis, name, counted)
+
+
 @pytest.mark.services("REDIS_URL")
 @pytest.mark.asyncio
 async def test_the_reader_takes_the_messages_waiting_in_one_round_trip_in_order(reader_layer):
     layer = reader_layer
-    reads = []
-
-    def counting(name: str):
-        command = getattr(aioredis.Redis, name)
-
-        def counted(client, *args, **kwargs):
-            reads.append(name)
-            return command(client, *args, **kwargs)
-
-        return mock.patch.object(aioredis.Redis, name, counted)
-
+    reads: list[str] = []
     channel = await layer.new_channel()
     for number in range(5):  # queued in Redis before any reader runs
         await layer.send(channel, {"type": "test.message", "n": number})
-    with counting("zpopmin"), counting("bzpopmin"):
+    with counting(reads, "bzmpop"), counting(reads, "zpopmin"), counting(reads, "bzpopmin"):
         received = [await asyncio.wait_for(layer.receive(channel), TIMEOUT) for _ in range(5)]
-    assert [message["n"] for message in received] == list(range(5))
-    # One ZPOPMIN took all five; the reader may already be waiting for more (an
-    # empty ZPOPMIN, then BZPOPMIN). channels-redis reads one message per BZPOPMIN.
-    assert reads[0] == "zpopmin"
+        # A message to a reader that waits: one round trip too.
+        await asyncio.sleep(0.1)
+        await layer.send(channel, {"type": "test.message", "n": 5})
+        received.append(await asyncio.wait_for(layer.receive(channel), TIMEOUT))
+    assert [message["n"] for message in received] == list(range(6))
+    # One BZMPOP took all five, one waited for the sixth; the reader may already be
+    # waiting for more. channels-redis reads one message per BZPOPMIN.
+    assert set(reads) == {"bzmpop"}
     assert len(reads) <= 3
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_on_a_redis_before_7_the_reader_reads_in_two_round_trips(reader_layer, caplog):
+    layer = reader_layer
+    reads: list[str] = []
+    channel = await layer.new_channel()
+    for number in range(5):
+        await layer.send(channel, {"type": "test.message", "n": number})
+    with (
+        caplog.at_level(logging.INFO, logger="realtime.layers"),
+        counting(reads, "bzmpop", refuse=True),
+        counting(reads, "zpopmin"),
+        counting(reads, "bzpopmin"),
+    ):
+        received = [await asyncio.wait_for(layer.receive(channel), TIMEOUT) for _ in range(5)]
+        await asyncio.sleep(0.1)  # waiting in BZPOPMIN now
+        await layer.send(channel, {"type": "test.message", "n": 5})
+        received.append(await asyncio.wait_for(layer.receive(channel), TIMEOUT))
+    assert [message["n"] for message in received] == list(range(6))
+    assert reads[:3] == ["bzmpop", "zpopmin", "zpopmin"]  # asked once, then ZPOPMIN took all
+    assert reads.count("bzmpop") == 1
+    assert "bzpopmin" in reads
+    assert caplog.text.count("Redis has no BZMPOP") == 1
 
 
 @pytest.mark.services("REDIS_URL")
