@@ -500,8 +500,7 @@ class RedisChannelLayer(core.RedisChannelLayer):
 
         BZMPOP (Redis 7.0) does both in one round trip. On an older Redis, ZPOPMIN
         takes what is waiting and an empty channel costs a second round trip,
-        BZPOPMIN, which waits; a quiet room's message then cost two reads per
-        process, the second process's most of its extra CPU (docs/benchmark.md).
+        BZPOPMIN, which waits: a quiet room's message costs two reads per process.
         (Not pipelined: a pipeline's blocking read holds a cancellation until it ends.)
         """
         if self.blocking_batch_pop:

@@ -85,7 +85,7 @@ class SocketQueue(Waiters, Generic[T]):
         item: T = self._items[self._head]
         self._head += 1
         if self._head == len(self._items):
-            self._items = []
+            self._items.clear()  # frees its storage too
             self._head = 0
         else:
             self._items[self._head - 1] = None  # freed now, not when the list is
