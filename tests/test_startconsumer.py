@@ -48,7 +48,9 @@ def test_startconsumer_adds_consumers_whose_tests_pass(tmp_path, uv_path):
         lint = run([tool("ruff"), *args], cwd=root)
         assert lint.returncode == 0, lint.stdout + lint.stderr
 
-    result = run([*pytest_cmd, "-q", "-rA"], cwd=root)
+    # The new apps' tests, and config's (routing and the ASGI app); the whole suite
+    # after startconsumer runs in test_recipes.py.
+    result = run([*pytest_cmd, "-q", "-rA", "feeds", "notifications", "config"], cwd=root)
     assert result.returncode == 0, result.stdout[-5000:]
     # 5 tests of feeds' consumers, and the chapter's 2 (its generated ones replaced).
     assert collected(run([*pytest_cmd, "--collect-only", "-q"], cwd=root).stdout) == before + 7

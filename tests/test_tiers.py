@@ -1,13 +1,25 @@
-"""The tiers' summary at the end of a run, and the default local services."""
+"""The tiers' summary at the end of a run, the default local services, and the
+xdist groups that keep a tier's module on one worker."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from tests import tiers
 from tests.generation import TEMPLATE_DIR
+
+
+def pytest_run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """pytest in a process of its own, with this one's Python and environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
 
 
 def test_a_service_answering_on_its_default_port_is_used(monkeypatch):
@@ -45,17 +57,41 @@ def test_each_skipped_tier_says_how_to_enable_it(monkeypatch):
 
 
 def test_a_run_ends_with_the_tiers_it_ran_and_skipped():
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-q",
-         "tests/test_tiers.py::test_each_skipped_tier_says_how_to_enable_it"],
-        cwd=TEMPLATE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )  # fmt: skip
+    result = pytest_run(
+        TEMPLATE_DIR, "-n", "0", "tests/test_tiers.py::test_each_skipped_tier_says_how_to_enable_it"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     section = result.stdout.split(" tiers ")[1]
     assert "embedded (SQLite, in-memory layer): ran" in section
     for tier in tiers.TIERS:
         assert tier.name in section
+
+
+GROUPED = """
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.xdist_group("tier")
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_grouped(n):
+    Path(os.environ["RAN_ON"], str(n)).write_text(os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+def test_an_xdist_group_runs_on_one_worker(tmp_path):
+    """Our modules marked xdist_group (a tier's shared stack, image tags or browser) rely
+    on `--dist loadgroup` keeping them on one worker; pytest 9.2 broke that silently."""
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    ran_on = tmp_path / "ran_on"
+    ran_on.mkdir()
+    result = pytest_run(
+        tmp_path, "-n", "2", "--dist", "loadgroup", "test_grouped.py", RAN_ON=str(ran_on)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    workers = {path.name: path.read_text() for path in ran_on.iterdir()}
+    assert len(workers) == 8, workers
+    assert len(set(workers.values())) == 1, workers
