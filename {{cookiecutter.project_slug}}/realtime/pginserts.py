@@ -17,6 +17,15 @@ rows it stores are not seen by an uncommitted transaction's snapshot on another
 connection (tests that use it need ``transaction=True``, as any test whose
 consumers reach the database does).
 
+The SQL of a model's INSERT does not change from batch to batch: one row, or any
+number through Django's ``UNNEST`` form (one array per column). Compiling it took 91
+µs of a one-row batch's 200 (docs/benchmark.md), so each form is compiled by Django
+once per model, and later batches only prepare their values, with the fields' own
+``pre_save`` and ``get_db_prep_save`` as the compiler calls them. The first compile
+checks that those values are exactly the compiler's; a model for which they are not
+(a field with its own placeholder, a form other than these two) is compiled by
+Django for every batch, as is a batch holding an expression.
+
 A connection that broke is replaced on the next insert; ``broken`` says whether the
 last failure left it broken. ``close_all()`` closes every open one at once (tests,
 before the test database is dropped).
@@ -24,13 +33,14 @@ before the test database is dropped).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from django.db import connections
-from django.db.models import AutoField, Model
+from django.db.models import AutoField, Field, Model
 from django.db.models.sql import InsertQuery
 from psycopg import sql
 
@@ -38,6 +48,11 @@ M = TypeVar("M", bound=Model)
 
 # Every instance with an open connection, for close_all().
 OPEN: set[PostgresInserts] = set()
+
+# A statement's key: its model, and 1 for one row or 0 for more (Django's UNNEST form,
+# the same SQL for any number). Its value: the SQL, or None where Django compiles
+# every batch because the values prepared here were not the compiler's.
+StatementKey = tuple[type[Model], int]
 
 
 class PostgresInserts:
@@ -47,6 +62,7 @@ class PostgresInserts:
         self.alias = alias
         self.connection: psycopg.AsyncConnection[Any] | None = None
         self.opened_at = 0.0
+        self.statements: dict[StatementKey, str | None] = {}
 
     @property
     def broken(self) -> bool:
@@ -62,18 +78,10 @@ class PostgresInserts:
             return []
         model = type(objs[0])
         meta = model._meta
-        # bulk_create's steps and columns for rows without a primary key (Django 5.2):
-        # defaults filled in and related objects checked, then the INSERT. Both
-        # methods are QuerySet's own; django-stubs leaves private ones out.
-        model._default_manager.using(self.alias)._prepare_for_bulk_create(objs)  # type: ignore[attr-defined]
-        fields = [
-            f for f in meta.concrete_fields if not f.generated and not isinstance(f, AutoField)
-        ]
-        query = InsertQuery(model)
-        query.insert_values(fields, list(objs))
-        compiler = query.get_compiler(using=self.alias)
-        compiler.returning_fields = meta.db_returning_fields
-        [(statement, params)] = compiler.as_sql()
+        # bulk_create's steps for rows without a primary key (Django 5.2): defaults
+        # filled in and related objects checked, then the INSERT.
+        queryset(model, self.alias)._prepare_for_bulk_create(objs)
+        statement, params = self.compiled(model, objs)
         wrapper = connections[self.alias]
         connection = await self.connect()
         with wrapper.wrap_database_errors:
@@ -87,6 +95,30 @@ class PostgresInserts:
             obj._state.adding = False
             obj._state.db = self.alias
         return list(objs)
+
+    def compiled(self, model: type[Model], objs: Sequence[Model]) -> tuple[str, Sequence[Any]]:
+        """The INSERT's SQL and parameters: the model's statement compiled before, or
+        Django's compiler (which the first batch of each form checks against)."""
+        key: StatementKey = (model, 1 if len(objs) == 1 else 0)
+        fields = insert_fields(model)
+        statement = self.statements.get(key)
+        if statement is not None:
+            params = prepared(fields, objs, self.alias, pre_save=True)
+            if params is not None:
+                return statement, params
+        query = InsertQuery(model)
+        query.insert_values(fields, list(objs))
+        compiler = query.get_compiler(using=self.alias)
+        compiler.returning_fields = model._meta.db_returning_fields
+        [(statement, django_params)] = compiler.as_sql()
+        if key not in self.statements:
+            # The compiler ran each field's pre_save; the check reads what it left.
+            ours = prepared(fields, objs, self.alias, pre_save=False)
+            if ours is not None:
+                same = ours == tuple(django_params)
+                placeholders = any(hasattr(f, "get_placeholder") for f in fields)
+                self.statements[key] = statement if same and not placeholders else None
+        return statement, django_params
 
     async def connect(self) -> psycopg.AsyncConnection[Any]:
         """The open connection; a new one if there is none, it broke or it is older
@@ -124,6 +156,44 @@ class PostgresInserts:
         OPEN.discard(self)
         if connection is not None and not connection.closed:
             connection.pgconn.finish()
+
+
+@functools.cache
+def queryset(model: type[Model], alias: str) -> Any:
+    """The model's queryset on ``alias``, made once: ``_prepare_for_bulk_create``
+    reads only its database, and ``using()`` copies the queryset on every call.
+    Typed Any: the method is QuerySet's own, which django-stubs leaves out."""
+    return model._default_manager.using(alias)
+
+
+@functools.cache
+def insert_fields(model: type[Model]) -> list[Field[Any, Any]]:
+    """The columns bulk_create inserts for rows without a primary key (Django 5.2)."""
+    return [
+        f for f in model._meta.concrete_fields if not f.generated and not isinstance(f, AutoField)
+    ]
+
+
+def prepared(
+    fields: Sequence[Field[Any, Any]], objs: Sequence[Model], alias: str, *, pre_save: bool
+) -> tuple[Any, ...] | None:
+    """The INSERT's parameters as Django's compiler makes them: each value through
+    its field's ``pre_save`` (or as the object holds it) and ``get_db_prep_save``;
+    one row's values in order, or for more rows one list per column (UNNEST). None
+    for a batch holding an expression, which only the compiler resolves."""
+    connection = connections[alias]
+    rows = []
+    for obj in objs:
+        row = []
+        for field in fields:
+            value = field.pre_save(obj, add=True) if pre_save else getattr(obj, field.attname)
+            if hasattr(value, "resolve_expression"):
+                return None
+            row.append(field.get_db_prep_save(value, connection=connection))
+        rows.append(row)
+    if len(rows) == 1:
+        return tuple(rows[0])
+    return tuple(list(column) for column in zip(*rows, strict=True))
 
 
 def close_all() -> None:

@@ -1,14 +1,18 @@
 """realtime/pginserts.py on a real PostgreSQL: Django's SQL and errors over the loop's
-own connection, which a kill or CONN_MAX_AGE replaces. Skipped, and says so, when
-DATABASE_URL is not PostgreSQL."""
+own connection, which a kill or CONN_MAX_AGE replaces; each model's statement
+compiled once, and by Django every time where the values prepared here would not be
+the compiler's. Skipped, and says so, when DATABASE_URL is not PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, OperationalError, connection
+from django.db.models import Value
+from django.db.models.functions import Lower
 
 from realtime import pginserts
 
@@ -55,6 +59,65 @@ async def test_the_errors_are_djangos_and_nothing_of_a_refused_insert_is_stored(
     assert await names() == ["taken"]
     assert not inserts.broken  # a refusal leaves the connection working
     await inserts.insert([Group(name="new")])
+    await inserts.close()
+
+
+async def test_each_form_is_compiled_once_and_serves_batches_of_any_size(monkeypatch):
+    compiles = []
+    real = pginserts.InsertQuery
+
+    def counted(model):
+        compiles.append(model)
+        return real(model)
+
+    monkeypatch.setattr(pginserts, "InsertQuery", counted)
+    inserts = pginserts.PostgresInserts()
+    for batch in (["a"], ["b", "c"], ["d"], ["e", "f", "g", "h", "i", "j", "k"], ["l", "m"]):
+        await inserts.insert([Group(name=name) for name in batch])
+    assert compiles == [Group, Group]  # one row, then more: Django's UNNEST form
+    assert "UNNEST" in (inserts.statements[Group, 0] or "")
+    assert await names() == list("abcdefghijklm")
+    await inserts.close()
+
+
+async def test_a_batch_holding_an_expression_is_compiled_by_django():
+    inserts = pginserts.PostgresInserts()
+    await inserts.insert([Group(name="plain")])
+    await inserts.insert([Group(name=Lower(Value("LOWERED")))])
+    await inserts.insert([Group(name="x"), Group(name=Lower(Value("Y")))])
+    assert (Group, 0) not in inserts.statements  # an expression's batch decides nothing
+    await inserts.insert([Group(name="z"), Group(name=Lower(Value("Z2")))])
+    await inserts.insert([Group(name="w"), Group(name="v")])
+    assert await names() == ["plain", "lowered", "x", "y", "z", "z2", "w", "v"]
+    assert isinstance(inserts.statements[Group, 0], str)
+    await inserts.close()
+
+
+async def test_a_field_with_its_own_placeholder_is_compiled_for_every_batch(monkeypatch):
+    name = Group._meta.get_field("name")
+    # Django asks a field for its placeholder per value, so no SQL is kept for it.
+    monkeypatch.setattr(name, "get_placeholder", lambda *_: "UPPER(%s)", raising=False)
+    inserts = pginserts.PostgresInserts()
+    for batch in (["a"], ["b"], ["c", "d"], ["e", "f"]):
+        await inserts.insert([Group(name=n) for n in batch])
+    assert inserts.statements == {(Group, 1): None, (Group, 0): None}
+    assert await names() == list("ABCDEF")
+    await inserts.close()
+
+
+async def test_pre_save_runs_once_a_batch_and_the_objects_hold_what_was_stored(monkeypatch):
+    user_model = get_user_model()
+    joined = user_model._meta.get_field("date_joined")
+    monkeypatch.setattr(joined, "auto_now_add", True)  # its pre_save sets it to now
+    inserts = pginserts.PostgresInserts()
+    users = []
+    for batch in (["u1"], ["u2"], ["u3", "u4"], ["u5", "u6"]):  # each form checked, then kept
+        users += await inserts.insert([user_model(username=n) for n in batch])
+    stored = await database_sync_to_async(
+        lambda: dict(user_model.objects.values_list("pk", "date_joined"))
+    )()
+    assert {u.pk: u.date_joined for u in users} == stored
+    assert all(isinstance(v, str) for v in inserts.statements.values())
     await inserts.close()
 
 
