@@ -180,7 +180,8 @@ def prepared(
     """The INSERT's parameters as Django's compiler makes them: each value through
     its field's ``pre_save`` (or as the object holds it) and ``get_db_prep_save``;
     one row's values in order, or for more rows one list per column (UNNEST). None
-    for a batch holding an expression, which only the compiler resolves."""
+    for a batch holding an expression or a value with SQL of its own, which only the
+    compiler places."""
     connection = connections[alias]
     rows = []
     for obj in objs:
@@ -189,7 +190,10 @@ def prepared(
             value = field.pre_save(obj, add=True) if pre_save else getattr(obj, field.attname)
             if hasattr(value, "resolve_expression"):
                 return None
-            row.append(field.get_db_prep_save(value, connection=connection))
+            value = field.get_db_prep_save(value, connection=connection)
+            if hasattr(value, "as_sql"):  # SQL of its own, which UNNEST cannot take
+                return None
+            row.append(value)
         rows.append(row)
     if len(rows) == 1:
         return tuple(rows[0])

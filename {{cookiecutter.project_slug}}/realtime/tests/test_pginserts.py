@@ -93,6 +93,31 @@ async def test_a_batch_holding_an_expression_is_compiled_by_django():
     await inserts.close()
 
 
+class Shouted:
+    """A prepared value that is SQL of its own, as Django's compiler places it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def as_sql(self, compiler, connection):
+        return "UPPER(%s)", [self.text]
+
+
+async def test_a_batch_whose_prepared_value_is_sql_is_compiled_by_django(monkeypatch):
+    name = Group._meta.get_field("name")
+    prep = name.get_db_prep_save
+    monkeypatch.setattr(
+        name,
+        "get_db_prep_save",
+        lambda value, connection: Shouted(value) if value[0] == "!" else prep(value, connection),
+    )
+    inserts = pginserts.PostgresInserts()
+    for batch in (["a"], ["b", "c"], ["!d"], ["e", "!f"], ["g", "h"]):
+        await inserts.insert([Group(name=n) for n in batch])
+    assert await names() == ["a", "b", "c", "!D", "e", "!F", "g", "h"]
+    await inserts.close()
+
+
 async def test_a_field_with_its_own_placeholder_is_compiled_for_every_batch(monkeypatch):
     name = Group._meta.get_field("name")
     # Django asks a field for its placeholder per value, so no SQL is kept for it.
