@@ -19,12 +19,13 @@ consumers reach the database does).
 
 The SQL of a model's INSERT does not change from batch to batch: one row, or any
 number through Django's ``UNNEST`` form (one array per column). Compiling it took 91
-µs of a one-row batch's 200 (docs/benchmark.md), so each form is compiled by Django
-once per model, and later batches only prepare their values, with the fields' own
-``pre_save`` and ``get_db_prep_save`` as the compiler calls them. The first compile
-checks that those values are exactly the compiler's; a model for which they are not
-(a field with its own placeholder, a form other than these two) is compiled by
-Django for every batch, as is a batch holding an expression.
+of the 267 µs of CPU a one-row batch cost (docs/benchmark.md), so each form is
+compiled by Django once per model, and later batches only prepare their values, with
+the fields' own ``pre_save`` and ``get_db_prep_save`` as the compiler calls them. The
+first compile checks that those values are exactly the compiler's; a model for which
+they are not (a field with its own placeholder, a form other than these two) is
+compiled by Django for every batch, as is a batch holding an expression or a value
+that is SQL of its own.
 
 A connection that broke is replaced on the next insert; ``broken`` says whether the
 last failure left it broken. ``close_all()`` closes every open one at once (tests,
