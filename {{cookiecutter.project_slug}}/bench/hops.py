@@ -191,11 +191,15 @@ def add_to_rows(rows: list[dict[str, Any]], paths: list[Path]) -> None:
     runs = read(paths)
     for row in rows:
         completed = row.pop("completed", {})
-        records = runs.get(row.get("run", -1))
-        for record in records or ():
+        records = runs.get(row.get("run", -1)) or []
+        for record in records:
             done = completed.get((record["sender"], record["sent"]))
             if done is not None:
                 record["delivered"] = done
+        # Only the messages the measurement counted: one sent during the warm-up or
+        # still on its way when it ended would skew one hop's figures and not another's.
+        if completed:
+            records = [r for r in records if "delivered" in r]
         if records and row["server"] != "bare":
             row["hops"] = figures(records)
 
