@@ -39,6 +39,7 @@ from copy import deepcopy
 from typing import Any
 
 from channels import layers
+from channels.exceptions import ChannelFull
 from channels_redis import core, serializers
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
@@ -179,6 +180,36 @@ def swallowed_cancel(task: asyncio.Task[Any]) -> None:
         raise asyncio.CancelledError
 
 
+class Script:
+    """A Lua script that Redis runs by its SHA-1, sent in full only to a Redis that
+    does not know it (it restarted, or its scripts were flushed)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        # Redis names a script by its SHA-1: a name, not a secret.
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def run(self, client: Any, keys: tuple[Any, ...], arguments: tuple[Any, ...]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *arguments)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *arguments)
+
+
+# channels-redis' send in one call: the channel's expired messages dropped, its
+# length checked against its capacity (0 returned when full), the message added.
+SEND = Script("""
+local key = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', key, 0, ARGV[2])
+if redis.call('ZCARD', key) >= tonumber(ARGV[5]) then
+    return 0
+end
+redis.call('ZADD', key, ARGV[3], ARGV[1])
+redis.call('EXPIRE', key, ARGV[4])
+return 1
+""")
+
+
 # channels-redis' group send script, with each channel's expired messages dropped in
 # the same call (channels-redis drops them in a round trip of its own first).
 GROUP_SEND_LUA = """
@@ -207,7 +238,7 @@ return over_capacity
 # with its channels' list as msgpack appended, where it has room, as
 # GROUP_SEND_LUA does. It reaches keys it is not given in KEYS: fine on one Redis
 # server, which is all channels-redis supports (no Redis Cluster).
-GROUP_SEND_ONE_TRIP_LUA = """
+GROUP_SEND_ONE_TRIP = Script("""
 local group = KEYS[1]
 local head, prefix = ARGV[2], ARGV[3]
 local cutoff, now, expiry = ARGV[4], ARGV[5], ARGV[6]
@@ -252,11 +283,7 @@ for _, key in ipairs(keys) do
     end
 end
 return {over_capacity, #members}
-"""
-# Redis names a script by its SHA-1: a name, not a secret.
-GROUP_SEND_ONE_TRIP_SHA = hashlib.sha1(
-    GROUP_SEND_ONE_TRIP_LUA.encode(), usedforsecurity=False
-).hexdigest()
+""")
 
 
 class ReaderFailed:
@@ -267,8 +294,8 @@ class ReaderFailed:
 
 
 class RedisChannelLayer(core.RedisChannelLayer):
-    """channels-redis' RedisChannelLayer, with one reader per process and a pool that
-    waits for a free connection.
+    """channels-redis' RedisChannelLayer, with one reader per process, sends in one
+    round trip, and a pool that waits for a free connection.
 
     The stock layer makes every consumer's ``receive`` compete for one lock, through
     two new tasks and an ``asyncio.wait`` per message, and the lock's holder reads
@@ -307,10 +334,40 @@ class RedisChannelLayer(core.RedisChannelLayer):
             host.pop("address"), max_connections=POOL_MAX_CONNECTIONS, timeout=POOL_TIMEOUT, **host
         )
 
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """channels-redis' ``send`` in one round trip instead of four (``SEND``): on
+        this machine 160-220 µs of the sender's CPU against 610-700, and the check
+        against the channel's capacity and the add are one step, so concurrent
+        sends no longer take a channel past its capacity."""
+        # The same errors as channels-redis, whose own tests expect them.
+        if not isinstance(message, dict):
+            raise AssertionError("message is not a dict")
+        self.require_valid_channel_name(channel)  # raises TypeError on a bad name
+        if "__asgi_channel__" in message:
+            raise AssertionError("__asgi_channel__ is reserved for the layer")
+        key = channel
+        if "!" in channel:
+            # A process's channels share one key; the message names its channel.
+            message = {**message, "__asgi_channel__": channel}
+            key = self.non_local_name(channel)
+            index = self.consistent_hash(channel)
+        else:
+            index = next(self._send_index_generator)
+        now = time.time()
+        arguments = (
+            self.serialize(message),
+            int(now) - int(self.expiry),
+            now,
+            int(self.expiry),
+            self.get_capacity(channel),
+        )
+        if not await SEND.run(self.connection(index), (self.prefix + key,), arguments):
+            raise ChannelFull()
+
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """channels-redis' ``group_send`` in one round trip instead of four: one
         script drops the group's expired members, reads the others, and adds the
-        message to each Redis key they read from (``GROUP_SEND_ONE_TRIP_LUA``).
+        message to each Redis key they read from (``GROUP_SEND_ONE_TRIP``).
         Under load, the group sends of a loop that arrive while one round trip is
         under way go together in the next (``realtime.batches``).
 
@@ -343,20 +400,18 @@ class RedisChannelLayer(core.RedisChannelLayer):
             )
 
     async def group_send_scripts(self, sends: list[tuple[Any, ...]]) -> list[Any]:
-        """Run ``GROUP_SEND_ONE_TRIP_LUA`` once for each of ``sends`` (its arguments),
+        """Run ``GROUP_SEND_ONE_TRIP`` once for each of ``sends`` (its arguments),
         all in one round trip; each send's outcome or error, in order. A Redis
         that does not know the script (it restarted, or its scripts were flushed)
         is sent it, and the sends it refused run again."""
         client = self.connection(0)
         if len(sends) == 1:
-            try:
-                return [await client.evalsha(GROUP_SEND_ONE_TRIP_SHA, 1, *sends[0])]
-            except NoScriptError:
-                return [await client.eval(GROUP_SEND_ONE_TRIP_LUA, 1, *sends[0])]
+            group_key, *arguments = sends[0]
+            return [await GROUP_SEND_ONE_TRIP.run(client, (group_key,), tuple(arguments))]
         outcomes = await self.scripts_pipelined(client, sends)
         unknown = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, NoScriptError)]
         if unknown:
-            await client.script_load(GROUP_SEND_ONE_TRIP_LUA)
+            await client.script_load(GROUP_SEND_ONE_TRIP.source)
             again = await self.scripts_pipelined(client, [sends[i] for i in unknown])
             for i, outcome in zip(unknown, again, strict=True):
                 outcomes[i] = outcome
@@ -366,7 +421,7 @@ class RedisChannelLayer(core.RedisChannelLayer):
     async def scripts_pipelined(client: aioredis.Redis, sends: list[tuple[Any, ...]]) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         for arguments in sends:
-            pipe.evalsha(GROUP_SEND_ONE_TRIP_SHA, 1, *arguments)
+            pipe.evalsha(GROUP_SEND_ONE_TRIP.sha, 1, *arguments)
         return list(await pipe.execute(raise_on_error=False))
 
     def group_message_head(self, message: dict[str, Any]) -> bytes | None:

@@ -412,9 +412,54 @@ async def test_a_redis_that_forgot_the_script_is_sent_it_again(reader_layer, mem
     for together in (1, 3):
         await client.script_flush()
         await sent_at_once(reader_layer, together)
-        assert await client.script_exists(layers.GROUP_SEND_ONE_TRIP_SHA) == [True]
+        assert await client.script_exists(layers.GROUP_SEND_ONE_TRIP.sha) == [True]
         for n in range(together):
             assert (await asyncio.wait_for(reader_layer.receive(member), TIMEOUT))["n"] == n
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_a_send_is_one_round_trip_and_stored_as_channels_redis_stores_it(reader_layer):
+    layer, client = reader_layer, reader_layer.connection(0)
+    length = layer._serializer.random_prefix_length
+    local = await layer.new_channel()
+    message = {"type": "test.message", "bytes": b"\x00\xff", "text": "é"}
+    for channel, key in ((local, layer.non_local_name(local)), ("worker.w", "worker.w")):
+        await client.script_flush()  # a Redis that forgot the script is sent it
+        for expected_calls in (["EVALSHA", "EVAL"], ["EVALSHA"]):
+            with round_trips() as calls:
+                await layer.send(channel, message)
+            assert calls == expected_calls
+        expected = message | {"__asgi_channel__": channel} if "!" in channel else message
+        stored = await client.zrange(layer.prefix + key, 0, -1)
+        assert [s[length:] for s in stored] == [layer.serialize(expected)[length:]] * 2
+        for _ in range(2):
+            assert await asyncio.wait_for(layer.receive(channel), TIMEOUT) == message
+    with pytest.raises(AssertionError):
+        await layer.send(local, {"type": "x", "__asgi_channel__": "mine"})
+    with pytest.raises(AssertionError):
+        await layer.send(local, "not a dict")  # the error under test
+    with pytest.raises(TypeError):
+        await layer.send("bad name!!", {"type": "x"})
+
+
+@pytest.mark.services("REDIS_URL")
+@pytest.mark.asyncio
+async def test_sends_at_once_stop_at_the_channels_capacity(reader_layer):
+    """The capacity check and the add are one step: channels-redis' four round trips
+    let sends that arrive together take a channel past its capacity."""
+    layer = reader_layer
+    layer.capacity = 5
+    layer.channel_capacity = layer.compile_capacities({"worker.small": 2})
+    for channel, capacity in ((await layer.new_channel(), 5), ("worker.small", 2)):
+        outcomes = await asyncio.gather(
+            *(layer.send(channel, {"type": "x", "n": n}) for n in range(20)),
+            return_exceptions=True,
+        )
+        assert outcomes.count(None) == capacity
+        assert all(isinstance(o, ChannelFull) for o in outcomes if o is not None)
+        key = layer.prefix + (layer.non_local_name(channel) if "!" in channel else channel)
+        assert await layer.connection(0).zcard(key) == capacity
 
 
 @pytest.mark.services("REDIS_URL")
