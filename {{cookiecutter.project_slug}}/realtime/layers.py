@@ -19,7 +19,7 @@ what the changes bought is measured in docs/benchmark.md.
   consumer compete for a lock through two new tasks per message (about half the
   server's CPU per delivery at 100 members); it reads many messages per round
   trip, where the stock layer makes four round trips per message, and sends to a
-  group in one round trip instead of four. Its Redis connections come from a pool
+  group, or to one channel, in one round trip instead of four. Its Redis connections come from a pool
   that waits (up to ``POOL_TIMEOUT``) for a free connection rather than failing
   once ``POOL_MAX_CONNECTIONS`` are in use: with the stock pool, 1,000
   sockets opening at once got HTTP 500 (redis-py's ``MaxConnectionsError`` inside
