@@ -53,8 +53,9 @@ Public (import these; each module's docstring says how to use it):
   (``realtime.testing.servers``).
 
 Internal: everything else in these modules (the fan-out's ``GroupFanout`` and module
-state, ``guards.SocketClaims`` and its Redis scripts, the layers' helpers), which may
-change without notice.
+state, ``guards.SocketClaims`` and its Redis scripts, the layers' helpers, and
+``realtime.resp``, the Redis connection the layer's reader holds), which may change
+without notice.
 
 Not here: the chat's batched writer (``chat/writer.py``) stores the chat's messages
 with its own model, on ``realtime.batches``; it is an example of using it.

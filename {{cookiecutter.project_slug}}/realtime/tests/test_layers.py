@@ -23,6 +23,7 @@ from redis.exceptions import ResponseError
 from realtime import layers
 from realtime.channel_layers import REDIS_BACKENDS, channel_layers
 from realtime.faults import LAYER_ERRORS
+from realtime.resp import ReadConnection
 
 TIMEOUT = 3
 
@@ -196,18 +197,23 @@ async def test_the_readers_deliver_each_message_once_to_each_channel(reader_laye
     assert asyncio.get_running_loop().time() - started < layers.READ_WAIT
 
 
-def counting(reads: list[str], name: str, refuse: bool = False) -> Any:
-    """Record each call of a Redis command in ``reads``; with ``refuse``, answer it
-    as a Redis that does not know it does."""
-    command = getattr(aioredis.Redis, name)
+@contextlib.contextmanager
+def counting(reads: list[str], name: str, refuse: bool = False) -> Iterator[None]:
+    """Record each call of a Redis command in ``reads``, through redis-py or the
+    reader's own connection; with ``refuse``, answer it as a Redis that does not
+    know it does."""
+    with contextlib.ExitStack() as patches:
+        for owner in (aioredis.Redis, ReadConnection):
+            command = getattr(owner, name)
 
-    async def counted(client, *args, **kwargs):
-        reads.append(name)
-        if refuse:
-            raise ResponseError(f"unknown command '{name.upper()}', with args beginning with: ")
-        return await command(client, *args, **kwargs)
+            async def counted(client, *args, command=command, **kwargs):
+                reads.append(name)
+                if refuse:
+                    raise ResponseError(f"unknown command '{name.upper()}'")
+                return await command(client, *args, **kwargs)
 
-    return mock.patch.object(aioredis.Redis, name, counted)
+            patches.enter_context(mock.patch.object(owner, name, counted))
+        yield
 
 
 @pytest.mark.services("REDIS_URL")
