@@ -520,8 +520,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
 
         One round trip per read (``pop_waiting``) takes up to ``READ_BATCH``
         messages, in order, or waits for the next one, on a connection of the
-        reader's own where ``realtime.resp`` serves the host (a read there costs a
-        quarter of one through redis-py), else through the layer's pool.
+        reader's own where ``realtime.resp`` serves the host (a read there costs
+        about 40% of one through redis-py), else through the layer's pool.
         channels-redis' ``receive_single`` costs four round trips per message
         instead, for its backup queue: a message whose read is interrupted goes back
         to its channel for the channel's next reader. A process channel has no other

@@ -2,9 +2,10 @@
 itself (hiredis, already redis-py's parser here, splits the replies).
 
 ``RedisChannelLayer``'s reader sends one command at a time and waits for its reply,
-once per message in a quiet room. Through redis-py, such a read cost the server
-315-510 µs of CPU on the benchmark's machine (docs/benchmark.md), most of it in the
-client's layers around one write and one reply; on this connection 85-135. It
+once per message in a quiet room. Through redis-py, the layer's receive of such a
+message cost the server 370-425 µs of CPU on the benchmark's machine, most of it in
+the client's layers around one write and one reply; on this connection 142-169
+(docs/benchmark.md). It
 serves plain ``redis://`` addresses, which is what compose and most deployments use;
 a layer on TLS, a Unix socket or Sentinel reads through redis-py as before
 (``ReadConnection.serves``).
